@@ -1,0 +1,3 @@
+from edgecnn.cli import main
+
+raise SystemExit(main())

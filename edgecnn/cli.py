@@ -1,0 +1,45 @@
+"""The ``edgecnn`` command line: parses arguments, dispatches to ``edgecnn.commands.<name>``.
+
+Exit codes: 0 success, 1 a gate failed (parity, device fit), 2 bad input or usage: one line on
+stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from edgecnn import __version__
+from edgecnn.errors import EdgeCNNError
+
+#: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
+COMMANDS = ("synth",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgecnn",
+        description="Vibration recordings in, a deployable int8 spectrogram CNN out.")
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"edgecnn.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except EdgeCNNError as exc:
+        print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)

@@ -1,0 +1,125 @@
+"""The one spectrogram definition, as pure functions over numpy arrays.
+
+``frame_magnitudes`` is the per-frame engine (detrend, window, rfft, |.| / sum(window)); the batch
+``spectrogram`` frames whole windows and calls it; the device's streaming STFT calls it on the new
+frames only. ``scipy.signal.spectrogram(x, fs, window, nperseg, noverlap, scaling='spectrum',
+mode='magnitude')`` gives the same numbers (tests hold them to 1e-6 relative).
+
+``features`` adds the feature transform and the normalisation fitted on training data (never
+per-window statistics, so a streamed image equals a batch one).
+
+Device side imports this module: numpy only, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgecnn.config import SpectrogramConfig
+from edgecnn.errors import InputError
+
+#: Windows per chunk in the batch paths: bounds scratch memory to a few tens of MB.
+CHUNK_WINDOWS = 256
+
+
+def frame_magnitudes(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Magnitude spectrum of each frame: (..., nperseg) -> (..., n_freq), float64."""
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.shape[-1] != cfg.nperseg:
+        raise InputError(f"frames have {frames.shape[-1]} samples; the config needs nperseg={cfg.nperseg}")
+    if cfg.detrend == "constant":
+        frames = frames - frames.mean(axis=-1, keepdims=True)
+    window = cfg.window_array
+    spectrum = np.fft.rfft(frames * window, axis=-1)
+    return np.abs(spectrum) / window.sum()
+
+
+def frame_features(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Model-ready feature columns of frames: (..., nperseg) -> (..., n_freq), float32."""
+    return transform_magnitudes(frame_magnitudes(frames, cfg), cfg, freq_axis=-1)
+
+
+def frame_count(n_samples: int, cfg: SpectrogramConfig) -> int:
+    """Frames a signal of ``n_samples`` yields: ``1 + (n_samples - nperseg) // hop`` (0 if too short)."""
+    if n_samples < cfg.nperseg:
+        return 0
+    return 1 + (n_samples - cfg.nperseg) // cfg.hop
+
+
+def spectrogram(signals: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Magnitude spectrogram of the last axis: (..., L) -> (..., n_freq, n_frames), float64."""
+    signals = np.asarray(signals)
+    if signals.shape[-1] < cfg.nperseg:
+        raise InputError(f"signal has {signals.shape[-1]} samples; at least nperseg={cfg.nperseg} needed")
+    frames = sliding_window_view(signals, cfg.nperseg, axis=-1)[..., :: cfg.hop, :]
+    return np.swapaxes(frame_magnitudes(frames, cfg), -1, -2)
+
+
+def transform_magnitudes(mag: np.ndarray, cfg: SpectrogramConfig, *, freq_axis: int = -2,
+                         normalise: bool = True) -> np.ndarray:
+    """Feature transform (``magnitude`` or ``log`` dB with a fixed floor), then normalisation.
+
+    ``freq_axis`` names the frequency axis, where per-bin constants apply. Returns float32.
+    """
+    values = np.asarray(mag, dtype=np.float64)
+    if cfg.transform == "log":
+        floor = 10.0 ** (cfg.log_floor_db / 20.0)
+        values = 20.0 * np.log10(np.maximum(values, floor))
+    if normalise and cfg.is_normalised:
+        mean = _per_bin(cfg.norm_mean, values.ndim, freq_axis)
+        std = _per_bin(cfg.norm_std, values.ndim, freq_axis)
+        values = (values - mean) / std
+    return values.astype(np.float32)
+
+
+def _per_bin(values: tuple[float, ...], ndim: int, freq_axis: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 1:
+        return arr.reshape(())
+    shape = [1] * ndim
+    shape[freq_axis] = arr.size
+    return arr.reshape(shape)
+
+
+def features(windows: np.ndarray, cfg: SpectrogramConfig, *, normalise: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Model input images of many windows: (N, window_samples) -> (N, n_freq, n_frames, 1) float32.
+
+    Computed in chunks so memory stays bounded; ``progress(done, total)`` is called per chunk.
+    """
+    windows = np.asarray(windows)
+    if windows.ndim == 1:
+        windows = windows[None, :]
+    if windows.ndim != 2 or windows.shape[1] != cfg.window_samples:
+        raise InputError(
+            f"windows must be (N, {cfg.window_samples}) for this config, got shape {windows.shape}")
+    n = windows.shape[0]
+    out = np.empty((n, cfg.n_freq, cfg.n_frames, 1), dtype=np.float32)
+    for start in range(0, n, CHUNK_WINDOWS):
+        stop = min(n, start + CHUNK_WINDOWS)
+        mag = spectrogram(windows[start:stop], cfg)
+        out[start:stop, :, :, 0] = transform_magnitudes(mag, cfg, normalise=normalise)
+        if progress is not None:
+            progress(stop, n)
+    return out
+
+
+def fit_normalisation(images: np.ndarray, *, per_bin: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of un-normalised feature images (N, n_freq, n_frames[, 1]) from training data.
+
+    Per frequency bin by default (pooled over windows and frames), else one global pair. A bin
+    with zero spread gets std 1 so it never divides by zero.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim == 4:
+        images = images[..., 0]
+    if images.ndim != 3 or images.shape[0] == 0:
+        raise InputError(f"need a non-empty stack of images (N, n_freq, n_frames), got {images.shape}")
+    axes = (0, 2) if per_bin else None
+    mean = np.atleast_1d(images.mean(axis=axes))
+    std = np.atleast_1d(images.std(axis=axes))
+    std = np.where(std > 1e-12 * max(1.0, float(np.abs(mean).max())), std, 1.0)
+    return mean, std
