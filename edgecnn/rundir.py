@@ -1,0 +1,98 @@
+"""The run directory: what ``edgecnn train`` writes and ``edgecnn export`` / ``parity`` read.
+
+Layout (format ``edgecnn-run``, version 1)::
+
+    RUN_DIR/model.keras        Keras model: input (n_freq, n_frames, 1) float32 *normalised* features,
+                               output (n_classes,) softmax probabilities
+    RUN_DIR/config.json        {"format", "version", "dsp": SpectrogramConfig.to_dict() (with the
+                               normalisation fitted on the training split), "classes", "label_map",
+                               "arch", "seed", "data": {...summary...}, "tool_versions": {...}}
+    RUN_DIR/calibration.npz    ``windows`` (M, window_samples) float32 raw samples at dsp.fs and
+                               ``labels`` (M,) int: a stratified sample of *training* windows, used
+                               to calibrate int8 export and for golden vectors
+    RUN_DIR/split.json         which recordings went to train / validation / test
+    RUN_DIR/history.json, metrics.json, *.png
+
+This module reads and writes the small files only; it imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.config import SpectrogramConfig
+from edgecnn.errors import ConfigError, InputError
+
+RUN_FORMAT = "edgecnn-run"
+RUN_VERSION = 1
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+CALIBRATION_FILE = "calibration.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """What a consumer of a run directory needs, read from its files."""
+
+    path: Path
+    cfg: SpectrogramConfig
+    classes: list[str]
+    config: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def calibration(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stored training windows (M, window_samples) float32 and their labels (M,)."""
+        path = self.path / CALIBRATION_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["windows"].astype(np.float32), data["labels"].astype(np.int64)
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{path}: cannot read calibration windows ({exc})") from None
+
+    def split(self) -> dict[str, Any] | None:
+        path = self.path / "split.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+
+def config_document(cfg: SpectrogramConfig, classes: list[str], **extra: Any) -> dict[str, Any]:
+    """The ``config.json`` content for a run."""
+    return {"format": RUN_FORMAT, "version": RUN_VERSION, "dsp": cfg.to_dict(), "classes": list(classes),
+            **extra}
+
+
+def read_run(path: str | Path) -> RunInfo:
+    """Open a run directory; refuses anything that is not a complete edgecnn run."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(f"{path}: not a run directory (run `edgecnn train ... --out {path}` first)")
+    cfg_path = path / CONFIG_FILE
+    try:
+        config = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no {CONFIG_FILE}; not an edgecnn run directory") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise InputError(f"{cfg_path}: format is not {RUN_FORMAT!r}")
+    if config.get("version") != RUN_VERSION:
+        raise InputError(f"{cfg_path}: run version {config.get('version')!r} unknown (expected {RUN_VERSION})")
+    try:
+        cfg = SpectrogramConfig.from_dict(config["dsp"])
+    except KeyError:
+        raise InputError(f"{cfg_path}: no 'dsp' section") from None
+    except ConfigError as exc:
+        raise InputError(f"{cfg_path}: {exc}") from None
+    classes = config.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise InputError(f"{cfg_path}: 'classes' must list at least two class names")
+    if not (path / MODEL_FILE).is_file():
+        raise InputError(f"{path}: {MODEL_FILE} is missing; the run is incomplete")
+    return RunInfo(path=path, cfg=cfg, classes=[str(c) for c in classes], config=config)
