@@ -13,8 +13,15 @@ from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import ConfigError, InputError
 from firmware_sim import profiles
 from firmware_sim.decisions import Decider, DecisionPolicy, parse_cadence
-from firmware_sim.sources import (ArraySource, RawSource, SynthSource, SynthStreamSpec, inject_faults,
-                                  open_source, paced)
+from firmware_sim.sources import (
+    ArraySource,
+    RawSource,
+    SynthSource,
+    SynthStreamSpec,
+    inject_faults,
+    open_source,
+    paced,
+)
 from firmware_sim.timing import StreamTiming
 
 CFG = SpectrogramConfig()
@@ -88,7 +95,8 @@ def test_paced_delivers_blocks_at_the_sensor_rate():
 
 
 def test_inject_faults_drops_repeats_and_corrupts():
-    blocks = list(inject_faults(ArraySource(np.zeros(10), 1.0, block=2).blocks(), drop=[1], repeat=[2], nan=[3]))
+    source = ArraySource(np.zeros(10), 1.0, block=2)
+    blocks = list(inject_faults(source.blocks(), drop=[1], repeat=[2], nan=[3]))
     assert [b.seq for b in blocks] == [0, 2, 2, 3, 4]
     assert np.isnan(blocks[3].samples).sum() == 1
 
@@ -195,8 +203,8 @@ def test_user_profile_from_json_and_its_errors(tmp_path):
     with pytest.raises(ConfigError, match="part.json: not valid JSON"):
         profiles.load_profile(path)
     path.write_text(json.dumps({"name": "x", "flash": 1}))
-    with pytest.raises(ConfigError, match=r"unknown keys \['flash'\], missing keys \['clock_hz', 'flash_bytes', "
-                                          r"'ram_bytes'\]"):
+    expected = r"unknown keys \['flash'\], missing keys \['clock_hz', 'flash_bytes', 'ram_bytes'\]"
+    with pytest.raises(ConfigError, match=expected):
         profiles.load_profile(path)
     path.write_text(json.dumps({"name": "x", "flash_bytes": -1, "ram_bytes": 1, "clock_hz": 1}))
     with pytest.raises(ConfigError, match="flash_bytes=-1 must be an integer > 0"):
