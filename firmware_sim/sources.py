@@ -197,7 +197,7 @@ def file_source(path: str | Path, fs: float, *, block: int = DEFAULT_BLOCK, resa
         raise InputError(f"{path}: no recordings found")
     pieces = []
     for rec in recordings:
-        signal = np.asarray(rec.signal, dtype=np.float32).ravel()
+        signal = rec.continuous()
         if float(rec.fs) != float(fs):
             if not resample:
                 raise InputError(
