@@ -88,9 +88,13 @@ class TFLiteInterpreter(Interpreter):
         except ImportError as exc:
             raise ConfigError(f"runtime {self.name} is not installed ({exc}); "
                               f"choose another --runtime") from None
-        try:
+        def create() -> None:
             self._interp = api.Interpreter(model_path=str(self.path), num_threads=1)
             self._interp.allocate_tensors()
+
+        try:
+            # LiteRT announces its XNNPACK delegate on fd 2 from native code: keep the console clean.
+            _capture_native(create)
         except (RuntimeError, ValueError) as exc:
             raise InputError(f"{self.path}: {self.name} cannot load the model ({exc})") from None
         self._in = self._interp.get_input_details()[0]["index"]
