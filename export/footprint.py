@@ -150,12 +150,16 @@ def tflm_arena(model_path: str | Path) -> dict[str, int]:
     """
     from tflite_micro import runtime
 
-    try:
-        interpreter = runtime.Interpreter.from_file(str(model_path), arena_size=None)
-    except (RuntimeError, ValueError) as exc:
-        raise BundleError(f"{model_path}: tflite-micro cannot load the model ({exc})") from None
     with captured_native_output() as text:
-        interpreter.print_allocations()
+        try:
+            interpreter = runtime.Interpreter.from_file(str(model_path), arena_size=None)
+        except (RuntimeError, ValueError) as exc:
+            interpreter, error = None, exc
+        else:
+            interpreter.print_allocations()
+    if interpreter is None:
+        reason = " ".join(line.strip() for line in text[0].splitlines() if line.strip())[:300]
+        raise BundleError(f"{model_path}: tflite-micro cannot load the model ({reason or error})")
     found = {key: int(value) for key, value in _ARENA_RE.findall(text[0])}
     if "total" not in found:
         raise BundleError(f"{model_path}: tflite-micro printed no arena total: {text[0][:200]!r}")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgecnn import dsp
-from edgecnn.errors import ConfigError, InputError
+from edgecnn.errors import BundleError, ConfigError, InputError
 from edgecnn.rundir import read_run
 from export import carray
 from export.bundle import MANIFEST_FILE, TensorSpec, load_bundle
@@ -318,6 +318,9 @@ def test_optional_tflite_variants_and_cli(tiny_run_dir, tmp_path, monkeypatch, c
     assert bundle.manifest["calibration"]["per_class"] == {"A": 8, "B": 8}
     features = bundle.golden()["features"]
     for name in ("model_float16.tflite", "model_dynamic.tflite"):
+        assert bundle.models[name].arena_bytes is None  # tflite-micro has no float16/hybrid kernels
+        with pytest.raises(BundleError, match="tflite-micro cannot load the model"):
+            tflm_arena(out / name)
         probs = _run_litert(out / name, features)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
     capsys.readouterr()
@@ -325,6 +328,8 @@ def test_optional_tflite_variants_and_cli(tiny_run_dir, tmp_path, monkeypatch, c
     assert cli.main(["inspect", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["classes"] == ["A", "B"] and info["dsp"]["input_shape"] == [1, 129, 44, 1]
+    assert info["ram_total_bytes"] == info["footprint"]["arena_bytes_tflm"] + info["footprint"][
+        "device_buffers"]["total_bytes"]
     assert {m["file"] for m in info["models"]} == set(bundle.models)
 
     assert cli.main(["export", str(tiny_run_dir), "--out", str(out)]) == 2

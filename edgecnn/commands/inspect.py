@@ -49,6 +49,7 @@ def summary(bundle) -> dict[str, Any]:
                     "parameters": e.parameters, "macs": e.macs, "arena_bytes": e.arena_bytes,
                     "sha256": e.sha256} for e in bundle.models.values()],
         "footprint": bundle.footprint,
+        "ram_total_bytes": _ram_total(bundle.footprint),
         "training": manifest.get("training"),
         "calibration": manifest.get("calibration"),
         "tool_versions": manifest.get("tool_versions"),
@@ -63,6 +64,11 @@ def _quant(spec: dict) -> str:
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:,d}"
+
+
+def _ram_total(fp: dict) -> int | None:
+    arena, buffers = fp.get("arena_bytes_tflm"), (fp.get("device_buffers") or {}).get("total_bytes")
+    return None if arena is None or buffers is None else arena + buffers
 
 
 def render(info: dict[str, Any]) -> str:
@@ -80,10 +86,11 @@ def render(info: dict[str, Any]) -> str:
         + f", normalisation {dsp['normalisation']}, feature_version {dsp['feature_version']}",
         f"input    {dsp['input_shape']} {dsp['layout']}",
         "models",
-        f"  {'file':24s} {'bytes':>10s}  {'params':>9s} {'MACs':>12s} {'arena':>9s}  input -> output",
+        f"  {'file':22s} {'weights':8s} {'bytes':>11s} {'params':>10s} {'MACs':>12s} {'arena':>9s}  "
+        "input -> output",
     ]
     for m in info["models"]:
-        lines.append(f"  {m['file']:24s} {m['bytes']:>10,d}  {_num(m['parameters']):>9s} "
+        lines.append(f"  {m['file']:22s} {m['dtype']:8s} {m['bytes']:>11,d} {_num(m['parameters']):>10s} "
                      f"{_num(m['macs']):>12s} {_num(m['arena_bytes']):>9s}  "
                      f"{_quant(m['input'])} -> {_quant(m['output'])}")
     fp = info["footprint"]
@@ -97,6 +104,7 @@ def render(info: dict[str, Any]) -> str:
         f"({buffers.get('block_samples')}-sample blocks)",
         f"  STFT scratch            {_num(buffers.get('stft_scratch_bytes')):>10s} bytes",
         f"  rolling image           {_num(buffers.get('rolling_image_bytes')):>10s} bytes",
+        f"  RAM total (arena + DSP) {_num(info['ram_total_bytes']):>10s} bytes",
         f"  note: {fp.get('arena_note', '')}",
     ]
     training = info.get("training") or {}
