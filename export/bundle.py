@@ -305,8 +305,8 @@ def check_output_dir(out_dir: str | Path, *, force: bool = False) -> Path:
     """Refuse an existing ``out_dir`` unless ``force`` and it is a bundle or an empty folder."""
     out_dir = Path(out_dir)
     if not out_dir.exists() and not out_dir.is_symlink():
-        if not out_dir.parent.is_dir():
-            raise InputError(f"{out_dir.parent}: no such folder to write the bundle into")
+        if out_dir.parent.exists() and not out_dir.parent.is_dir():
+            raise InputError(f"{out_dir.parent} is not a folder; cannot write the bundle into it")
         return out_dir
     if not force:
         raise InputError(f"{out_dir} already exists; choose another --out or pass --force to replace it")
@@ -334,6 +334,7 @@ def atomic_directory(out_dir: str | Path, *, force: bool = False) -> Iterator[Pa
     aside, the new folder renamed into place, then the old one deleted.
     """
     out_dir = check_output_dir(out_dir, force=force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         yield tmp

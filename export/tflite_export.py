@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.errors import InputError
 from export.bundle import TensorSpec
 
 TFLITE_DTYPES = ("int8", "float32", "float16", "dynamic")
@@ -56,10 +57,17 @@ def convert(model: Any, dtype: str, representative: Iterable[np.ndarray] | None 
         converter.target_spec.supported_types = [tf.float16]
     elif dtype == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    from tensorflow.lite.python.convert_phase import ConverterError
+
     with warnings.catch_warnings():
         # int8 input statistics come from the representative dataset; TF warns regardless
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-        return bytes(converter.convert())
+        try:
+            return bytes(converter.convert())
+        except (ConverterError, RuntimeError, ValueError) as exc:
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise InputError(f"the model cannot be converted to {dtype} TFLite: {first[:300]} "
+                             "(use layers with TFLite int8 kernels, or leave this format out)") from exc
 
 
 def add_metadata(flatbuffer: bytes, name: str, data: bytes) -> bytes:

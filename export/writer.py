@@ -24,7 +24,7 @@ import numpy as np
 
 from edgecnn import __version__ as edgecnn_version
 from edgecnn import dsp
-from edgecnn.errors import ConfigError, InputError
+from edgecnn.errors import BundleError, ConfigError, InputError
 from edgecnn.rundir import RunInfo, read_run
 from export import carray, footprint, golden
 from export.bundle import (
@@ -83,7 +83,10 @@ def parse_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def stratified_sample(labels: np.ndarray, n: int, *, seed: int = CALIBRATION_SEED) -> np.ndarray:
-    """Sorted indices of up to ``n`` windows, each class in proportion to its share (at least one)."""
+    """Sorted indices of ``n`` windows (all if fewer), each class in proportion to its share.
+
+    Every class gets at least one window, so with more classes than ``n`` a few more are returned.
+    """
     labels = np.asarray(labels)
     if n >= len(labels):
         return np.arange(len(labels))
@@ -275,8 +278,6 @@ def _check_model(model: Any, run: RunInfo) -> None:
 
 
 def _arena_or_none(path: Path, *, required: bool) -> dict[str, int] | None:
-    from edgecnn.errors import BundleError
-
     try:
         return footprint.tflm_arena(path)
     except BundleError:

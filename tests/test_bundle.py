@@ -38,10 +38,14 @@ def _edit_manifest(bundle: Path, edit) -> None:
     path.write_text(json.dumps(manifest))
 
 
-def test_device_side_modules_do_not_load_tensorflow():
+def test_importing_export_modules_does_not_load_tensorflow():
     code = ("import sys\n"
             "import export, export.bundle, export.carray, export.footprint, export.golden\n"
             "import edgecnn.commands.inspect, edgecnn.commands.export\n"
+            "import argparse\n"
+            "sub = argparse.ArgumentParser().add_subparsers()\n"
+            "edgecnn.commands.export.register(sub); edgecnn.commands.inspect.register(sub)\n"
+            "import export.writer, export.tflite_export, export.onnx_export  # TF imported lazily only\n"
             "heavy = sorted(m for m in sys.modules\n"
             "               if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
             "print(heavy)\n")
@@ -182,6 +186,16 @@ def test_atomic_directory_leaves_nothing_on_error_and_keeps_an_old_bundle(tmp_pa
         (tmp / MANIFEST_FILE).write_text(json.dumps({"format": BUNDLE_FORMAT, "n": 3}))
     assert json.loads((out / MANIFEST_FILE).read_text())["n"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_atomic_directory_creates_missing_parents_but_not_through_a_file(tmp_path):
+    with atomic_directory(tmp_path / "a" / "b" / "bundle") as tmp:
+        (tmp / "x").write_text("1")
+    assert (tmp_path / "a" / "b" / "bundle" / "x").read_text() == "1"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(InputError, match="is not a folder"):
+        with atomic_directory(tmp_path / "file" / "bundle"):
+            pass
 
 
 def test_force_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
