@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from export.bundle import load_bundle
 
 from edgecnn import dsp
+from export.bundle import load_bundle
 from firmware_sim.decisions import DecisionPolicy
 from firmware_sim.interpreters import RUNTIMES, open_interpreter
 from firmware_sim.runtime import StreamRuntime

@@ -55,7 +55,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from export.bundle import load_bundle
-
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
