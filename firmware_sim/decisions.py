@@ -10,7 +10,7 @@ micro_speech's RecognizeCommands. The rule, written once:
    possible until ``smooth`` vectors are held (one noisy window cannot raise an alarm).
 4. Hysteresis: with ``c = argmax(smoothed)``, the state moves from ``s`` to ``c != s`` only when
    ``smoothed[c] >= on`` and ``smoothed[s] <= off`` and the state has lasted ``min_dwell``
-   decisions. With two classes, on 0.7 / off 0.3 mean: alarm at p(B) >= 0.7, clear at p(B) <= 0.3.
+   decisions. With two classes, on 0.8 / off 0.2 mean: alarm at p(B) >= 0.8, clear at p(B) <= 0.2.
 5. Every state change is one :class:`Event` stamped with the sample index of the window's end.
 
 Device side: numpy only; the stream clock is the sample count (time is derived from it).
@@ -35,9 +35,9 @@ class DecisionPolicy:
     """Frames between decisions (14 frames of 224 samples at 12800 Hz: 0.245 s)."""
     smooth: int = 4
     """Valid probability vectors averaged (K)."""
-    on: float = 0.7
+    on: float = 0.8
     """Smoothed probability a class needs to become the state."""
-    off: float = 0.3
+    off: float = 0.2
     """Smoothed probability the current state must have fallen to before it is left."""
     min_dwell: int = 4
     """Decisions a state lasts at least before it can change."""
