@@ -111,4 +111,6 @@ def test_runtimes_take_the_same_decisions_on_a_trained_model(trained_bundle, cap
         # smoothing and hysteresis make the state sequence and the events identical.
         assert agreement >= (0.97 if name != "onnxruntime" else 0.9)
         assert states == [d.state for d in ref_decisions]
-        assert summary["events"] == ref_summary["events"]
+        same_fields = ("decision", "sample_index", "from", "to")  # p_smoothed differs by runtime
+        assert [[e[k] for k in same_fields] for e in summary["events"]] == \
+            [[e[k] for k in same_fields] for e in ref_summary["events"]]
