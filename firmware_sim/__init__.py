@@ -1,0 +1,1 @@
+"""firmware_sim: the device side of edgecnn (no TensorFlow)."""

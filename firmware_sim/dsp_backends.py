@@ -1,0 +1,538 @@
+"""DSP backends: the one frame definition computed the way a microcontroller computes it.
+
+Every backend is a callable ``magnitude_fn(frames (..., nperseg), cfg) -> (..., n_freq) float64``
+in physical units, the signature ``StreamingSTFT(cfg, magnitude_fn=...)`` and
+``backend_spectrogram`` take, and each computes ``edgecnn.dsp.frame_magnitudes``'s definition:
+detrend (constant), window, real FFT, ``|X| / sum(window)``.
+
+- ``numpy``: ``edgecnn.dsp.frame_magnitudes`` itself, float64, the reference.
+- ``cmsis-f32``: float32 mean removal (two passes), window multiply, ``arm_rfft_fast_f32`` (packed output:
+  y[0] DC, y[1] Nyquist real part, then re/im pairs), ``arm_cmplx_mag_f32``, ``arm_scale_f32``.
+- ``cmsis-q15``: the integer path. int16 ADC counts -> integer mean removal fused with a
+  block-floating-point shift ``s`` (int32 arithmetic, rounded) -> ``arm_mult_q15`` by the q15
+  window -> ``arm_rfft_q15`` (output = X / N) -> ``arm_cmplx_mag_q15`` (2.14: floor(|Z| / 2)),
+  with the DC bin taken from the exact int32 sum of the windowed frame. Integer arithmetic
+  ends there: one float multiply per bin, ``(2 m + 1) * lsb * N / (2**s * sum(window))``, gives
+  physical units, and the feature transform follows in float. See docs/dsp_backends.md.
+
+Inputs: float frames are physical units; int16 frames are ADC counts. A backend built with an
+``ADC`` quantises float frames through it first, so every backend can see exactly what the
+device's converter delivered; ``cmsis-q15`` always has one (default +/-16 g, 16 bits).
+
+Also here: fidelity against the float definition (per-frame SNR, max relative error, the q15 SNR
+curve over signal level), the working memory of each backend, and golden vectors for C firmware.
+
+Device side: numpy and cmsisdsp only; never imports TensorFlow. cmsisdsp is imported lazily so
+the ``numpy`` backend works without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edgecnn.config import SpectrogramConfig
+from edgecnn.dsp import frame_magnitudes, transform_magnitudes
+from edgecnn.errors import ConfigError, InputError
+from firmware_sim.adc import ADC
+
+MagnitudeFn = Callable[[np.ndarray, SpectrogramConfig], np.ndarray]
+
+#: FFT lengths CMSIS-DSP provides tables for (arm_rfft_fast_f32: 32..4096; arm_rfft_q15: 32..8192).
+F32_LENGTHS = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+Q15_LENGTHS = F32_LENGTHS + (8192,)
+
+#: Largest block-floating-point shift: lifts a 1-count frame to the top of q15.
+MAX_SHIFT = 15
+
+
+def _cmsisdsp():
+    try:
+        import cmsisdsp
+    except ImportError:  # pragma: no cover - the dsp extra is part of the dev install
+        raise ConfigError("the cmsis-* DSP backends need the cmsisdsp package: "
+                          "pip install 'edgecnn[dsp]' (cmsisdsp==1.10.1)") from None
+    return cmsisdsp
+
+
+def _check_frames(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim == 0 or frames.shape[-1] != cfg.nperseg:
+        raise InputError(f"frames have shape {frames.shape}; the last axis must be nperseg={cfg.nperseg}")
+    return frames
+
+
+def _check_length(name: str, nperseg: int, lengths: tuple[int, ...]) -> None:
+    if nperseg not in lengths:
+        raise ConfigError(f"the {name} backend needs nperseg a power of two in "
+                          f"[{lengths[0]}, {lengths[-1]}] (CMSIS-DSP tables), got nperseg={nperseg}")
+
+
+def _as_units(frames: np.ndarray, adc: ADC | None, name: str) -> np.ndarray:
+    """Float frames in physical units, through the ADC when there is one."""
+    if np.issubdtype(frames.dtype, np.integer):
+        if adc is None:
+            raise InputError(f"the {name} backend got integer frames (ADC counts) but has no ADC to give "
+                             f"them units: build it with get_backend({name!r}, adc=ADC(...))")
+        return adc.to_units(frames)
+    if adc is not None:
+        return adc.to_units(adc.to_counts(frames))
+    return frames
+
+
+# Backends ------------------------------------------------------------------------------------
+class NumpyBackend:
+    """The float64 reference definition (``edgecnn.dsp.frame_magnitudes``), optionally behind an ADC."""
+
+    name = "numpy"
+
+    def __init__(self, adc: ADC | None = None) -> None:
+        self.adc = adc
+
+    def __call__(self, frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+        frames = _check_frames(frames, cfg)
+        return frame_magnitudes(_as_units(frames, self.adc, self.name), cfg)
+
+
+class CmsisF32Backend:
+    """CMSIS-DSP's float32 path: arm_mean/offset/mult/rfft_fast/cmplx_mag/scale, frame by frame."""
+
+    name = "cmsis-f32"
+
+    def __init__(self, adc: ADC | None = None) -> None:
+        self.adc = adc
+        self._tables: dict[tuple, tuple] = {}
+
+    def _setup(self, cfg: SpectrogramConfig) -> tuple:
+        key = (cfg.nperseg, cfg.window)
+        if key not in self._tables:
+            _check_length(self.name, cfg.nperseg, F32_LENGTHS)
+            dsp = _cmsisdsp()
+            instance = dsp.arm_rfft_fast_instance_f32()
+            status = dsp.arm_rfft_fast_init_f32(instance, cfg.nperseg)
+            if status != 0:
+                raise ConfigError(f"arm_rfft_fast_init_f32 refused nperseg={cfg.nperseg} (status {status})")
+            window = cfg.window_array.astype(np.float32)
+            inv_gain = np.float32(1.0) / np.float32(window.astype(np.float64).sum())
+            self._tables[key] = (dsp, instance, window, inv_gain)
+        return self._tables[key]
+
+    def __call__(self, frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+        frames = _check_frames(frames, cfg)
+        dsp, instance, window, inv_gain = self._setup(cfg)
+        flat = np.ascontiguousarray(_as_units(frames, self.adc, self.name), dtype=np.float32)
+        flat = flat.reshape(-1, cfg.nperseg)
+        half = cfg.nperseg // 2
+        out = np.empty((flat.shape[0], cfg.n_freq), dtype=np.float64)
+        for i, frame in enumerate(flat):
+            if cfg.detrend == "constant":
+                # Two passes: with an offset (gravity on a vertical axis) the float32 mean is off by
+                # ~1e-6 of the offset, all of which lands in bin 0; the residual's mean is exact enough.
+                frame = dsp.arm_offset_f32(frame, -dsp.arm_mean_f32(frame))
+                frame = dsp.arm_offset_f32(frame, -dsp.arm_mean_f32(frame))
+            packed = dsp.arm_rfft_fast_f32(instance, dsp.arm_mult_f32(frame, window), 0)
+            mag = np.empty(cfg.n_freq, dtype=np.float32)
+            mag[0] = abs(packed[0])  # DC: purely real
+            mag[half] = abs(packed[1])  # Nyquist: purely real, packed in the DC pair's slot
+            mag[1:half] = dsp.arm_cmplx_mag_f32(packed[2:])
+            out[i] = dsp.arm_scale_f32(mag, inv_gain)
+        return out.reshape(frames.shape[:-1] + (cfg.n_freq,))
+
+
+@dataclasses.dataclass(frozen=True)
+class Q15Frame:
+    """Every integer stage of one frame of the q15 path (what golden vectors store)."""
+
+    counts: np.ndarray
+    """ADC samples, int16 (nperseg,)."""
+    shift: int
+    """Block-floating-point exponent s in [-1, 15]: the detrended frame was multiplied by 2**s."""
+    scaled: np.ndarray
+    """Detrended, shifted frame, q15 (nperseg,)."""
+    windowed: np.ndarray
+    """``arm_mult_q15(scaled, window_q15)``, q15 (nperseg,)."""
+    spectrum: np.ndarray
+    """``arm_rfft_q15`` output, q15 re/im pairs of the whole spectrum (2 * nperseg,) = X / nperseg."""
+    magnitude: np.ndarray
+    """``arm_cmplx_mag_q15`` of bins 0..n_freq-1 (2.14: floor(|Z| / 2)); bin 0 from the exact sum."""
+
+
+class Q15Backend:
+    """The microcontroller's integer path; ``__call__`` quantises float frames through ``adc``.
+
+    ``block_floating_point`` (default on) shifts each detrended frame up by the largest power of
+    two that keeps its peak inside q15, and undoes it after the magnitude: arm_rfft_q15 divides
+    by N, so without it a -30 dBFS frame keeps only a few significant bits per bin.
+    """
+
+    name = "cmsis-q15"
+
+    def __init__(self, adc: ADC | None = None, *, block_floating_point: bool = True) -> None:
+        self.adc = adc if adc is not None else ADC()
+        self.block_floating_point = bool(block_floating_point)
+        self._tables: dict[tuple, tuple] = {}
+
+    def _setup(self, cfg: SpectrogramConfig) -> tuple:
+        key = (cfg.nperseg, cfg.window)
+        if key not in self._tables:
+            _check_length(self.name, cfg.nperseg, Q15_LENGTHS)
+            dsp = _cmsisdsp()
+            instance = dsp.arm_rfft_instance_q15()
+            status = dsp.arm_rfft_init_q15(instance, cfg.nperseg, 0, 1)
+            if status != 0:
+                raise ConfigError(f"arm_rfft_init_q15 refused nperseg={cfg.nperseg} (status {status})")
+            window_q15 = window_to_q15(cfg.window_array)
+            self._tables[key] = (dsp, instance, window_q15)
+        return self._tables[key]
+
+    def window_q15(self, cfg: SpectrogramConfig) -> np.ndarray:
+        """The window table as the firmware stores it (q15, int16)."""
+        return self._setup(cfg)[2]
+
+    def counts(self, frames: np.ndarray) -> np.ndarray:
+        """int16 ADC counts of frames: integer frames pass through, float frames go through the ADC."""
+        if np.issubdtype(frames.dtype, np.integer):
+            if frames.dtype != np.int16:
+                if frames.min(initial=0) < -32768 or frames.max(initial=0) > 32767:
+                    raise InputError("integer frames must be int16 ADC counts; values fall outside int16")
+                frames = frames.astype(np.int16)
+            return frames
+        return self.adc.to_counts(frames)
+
+    def frame_stages(self, counts: np.ndarray, cfg: SpectrogramConfig) -> Q15Frame:
+        """Run the integer path on one frame of int16 counts and keep every stage."""
+        dsp, instance, window_q15 = self._setup(cfg)
+        n = cfg.nperseg
+        log2n = n.bit_length() - 1
+        c = np.asarray(counts, dtype=np.int32)
+        # Detrend and block-floating-point shift fused, in integers: N * (x - mean) is exact
+        # (|.| < 2**30 for N <= 8192), then one rounding shift by log2(N) - s gives the q15 frame.
+        deviation = c * n - (int(c.sum()) if cfg.detrend == "constant" else 0)
+        shift = self._shift(int(np.abs(deviation).max()), n) if self.block_floating_point else 0
+        scaled = _round_shift(deviation.astype(np.int64), log2n - shift)
+        # SSAT: only reachable without block floating point, when |x - mean| exceeds q15.
+        scaled = np.clip(scaled, -32768, 32767).astype(np.int16)
+        windowed = dsp.arm_mult_q15(scaled, window_q15)
+        spectrum = dsp.arm_rfft_q15(instance, windowed)
+        half_bins = spectrum[: 2 * cfg.n_freq]
+        magnitude = dsp.arm_cmplx_mag_q15(half_bins)
+        # Every truncation in arm_mult_q15 and the FFT's stage shifts biases the same way, and all
+        # of that bias lands in bin 0: take the DC term from the exact int32 sum instead.
+        magnitude[0] = min(32767, abs(int(windowed.astype(np.int32).sum())) // (2 * n))
+        return Q15Frame(counts=np.asarray(counts, dtype=np.int16), shift=shift, scaled=scaled,
+                        windowed=windowed, spectrum=spectrum, magnitude=magnitude)
+
+    @staticmethod
+    def _shift(peak_times_n: int, n: int) -> int:
+        """Largest s in [-1, MAX_SHIFT] with round(peak * 2**s) inside q15 (firmware: CLZ of the peak).
+
+        s = -1 is the headroom bit: a full-scale frame with an offset deviates from its mean by
+        up to twice full scale, which q15 cannot hold.
+        """
+        shift = MAX_SHIFT
+        while shift > -1 and (peak_times_n << (shift + 1)) > 65534 * n - n:
+            shift -= 1
+        return shift
+
+    def to_units(self, stage: Q15Frame, cfg: SpectrogramConfig) -> np.ndarray:
+        """Physical magnitudes of one frame's integer output (where integer arithmetic stops)."""
+        window_q15 = self._setup(cfg)[2]
+        # arm_cmplx_mag_q15 truncates |Z| / 2 to m: |Z| lies in [2m, 2m + 2); dequantise at the middle.
+        z_abs = 2.0 * stage.magnitude.astype(np.float64) + 1.0
+        gain = float(window_q15.astype(np.int64).sum()) / 32768.0
+        return z_abs * (self.adc.lsb * cfg.nperseg / (2.0 ** stage.shift * gain))
+
+    def __call__(self, frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+        frames = _check_frames(frames, cfg)
+        counts = self.counts(frames).reshape(-1, cfg.nperseg)
+        out = np.empty((counts.shape[0], cfg.n_freq), dtype=np.float64)
+        for i, frame in enumerate(counts):
+            out[i] = self.to_units(self.frame_stages(frame, cfg), cfg)
+        return out.reshape(frames.shape[:-1] + (cfg.n_freq,))
+
+
+def _round_shift(values: np.ndarray, right: int) -> np.ndarray:
+    """values / 2**right rounded half up (an arithmetic shift with a rounding bias; exact if right <= 0)."""
+    if right <= 0:
+        return values << -right
+    return (values + (1 << (right - 1))) >> right
+
+
+def window_to_q15(window: np.ndarray) -> np.ndarray:
+    """A float window as a q15 table (rounded; 1.0 saturates to 32767)."""
+    return np.clip(np.rint(np.asarray(window, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+# Registry ------------------------------------------------------------------------------------
+BACKENDS: dict[str, Callable[..., MagnitudeFn]] = {
+    "numpy": NumpyBackend,
+    "cmsis-f32": CmsisF32Backend,
+    "cmsis-q15": Q15Backend,
+}
+
+
+def get_backend(name: str, *, adc: ADC | None = None) -> MagnitudeFn:
+    """A fresh backend by name; ``adc`` (optional) puts the device's converter in front of it."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown DSP backend {name!r}; known backends: {', '.join(BACKENDS)}")
+    return BACKENDS[name](adc)
+
+
+def backend_spectrogram(signals: np.ndarray, cfg: SpectrogramConfig, backend: MagnitudeFn) -> np.ndarray:
+    """Batch spectrogram with a backend: (..., L) -> (..., n_freq, n_frames), framed like dsp.spectrogram.
+
+    When the backend has an ADC and the signals are floats, the signals are quantised once, before
+    framing, as the device's converter does (a noisy ADC then gives each sample one noise draw).
+    """
+    signals = np.asarray(signals)
+    if signals.ndim == 0 or signals.shape[-1] < cfg.nperseg:
+        raise InputError(f"signal has shape {signals.shape}; at least nperseg={cfg.nperseg} samples needed")
+    adc = getattr(backend, "adc", None)
+    if adc is not None and not np.issubdtype(signals.dtype, np.integer):
+        signals = adc.to_counts(signals)
+    frames = sliding_window_view(signals, cfg.nperseg, axis=-1)[..., :: cfg.hop, :]
+    return np.swapaxes(backend(frames, cfg), -1, -2)
+
+
+# Fidelity ------------------------------------------------------------------------------------
+def frame_snr_db(test: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-frame SNR in dB of magnitudes (..., n_freq) against a reference: energy / error energy.
+
+    +inf for an exact frame; frames whose reference is all zero give -inf unless exact.
+    """
+    test = np.asarray(test, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    signal = np.sum(reference**2, axis=-1)
+    noise = np.sum((test - reference) ** 2, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = 10.0 * np.log10(signal / noise)
+    return np.where(noise == 0, np.inf, np.nan_to_num(snr, nan=-np.inf))
+
+
+def max_relative_error(test: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-frame max |test - reference| over bins, relative to the frame's max reference magnitude."""
+    test = np.asarray(test, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    peak = np.max(np.abs(reference), axis=-1)
+    err = np.max(np.abs(test - reference), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, err / peak, np.where(err == 0, 0.0, np.inf))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fidelity:
+    """A backend's per-frame error against the float definition over a set of frames."""
+
+    backend: str
+    frames: int
+    snr_db_min: float
+    snr_db_p05: float
+    snr_db_median: float
+    snr_db_pooled: float
+    """Total reference energy over total error energy, all frames together."""
+    max_rel_error: float
+    """Max over frames of max-bin error / the frame's max magnitude (infinity norm)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def fidelity(backend: MagnitudeFn, windows: np.ndarray, cfg: SpectrogramConfig, *,
+             name: str | None = None) -> Fidelity:
+    """Compare ``backend`` with the float64 definition on every frame of ``windows`` (N, L) float."""
+    windows = np.asarray(windows, dtype=np.float64)
+    if windows.ndim == 1:
+        windows = windows[None, :]
+    reference = np.swapaxes(backend_spectrogram(windows, cfg, NumpyBackend()), -1, -2).reshape(-1, cfg.n_freq)
+    test = np.swapaxes(backend_spectrogram(windows, cfg, backend), -1, -2).reshape(-1, cfg.n_freq)
+    snr = frame_snr_db(test, reference)
+    pooled_noise = float(np.sum((test - reference) ** 2))
+    pooled = math.inf if pooled_noise == 0 else 10.0 * math.log10(float(np.sum(reference**2)) / pooled_noise)
+    return Fidelity(
+        backend=name or getattr(backend, "name", getattr(backend, "__name__", "custom")),
+        frames=int(snr.size), snr_db_min=float(np.min(snr)), snr_db_p05=float(np.percentile(snr, 5)),
+        snr_db_median=float(np.median(snr)), snr_db_pooled=pooled,
+        max_rel_error=float(np.max(max_relative_error(test, reference))))
+
+
+def scale_to_dbfs(windows: np.ndarray, level_db: float, adc: ADC) -> np.ndarray:
+    """Each window scaled so its peak sits at ``level_db`` dBFS (0 dBFS = the ADC's top code)."""
+    windows = np.asarray(windows, dtype=np.float64)
+    peak = np.max(np.abs(windows), axis=-1, keepdims=True)
+    if np.any(peak == 0):
+        raise InputError("cannot scale an all-zero window to a dBFS level")
+    return windows / peak * (adc.max_units * 10.0 ** (level_db / 20.0))
+
+
+def snr_curve(windows: np.ndarray, cfg: SpectrogramConfig, *, levels_db: Iterable[float] = range(-40, 1, 5),
+              adc: ADC | None = None, block_floating_point: bool = True) -> list[Fidelity]:
+    """The q15 path's fidelity with the windows scaled to each peak level in dBFS (one row each).
+
+    The reference is the float definition of the scaled (unquantised) windows, so ADC
+    quantisation counts as error, as it does on the device.
+    """
+    adc = adc if adc is not None else ADC()
+    rows = []
+    for level in levels_db:
+        backend = Q15Backend(adc, block_floating_point=block_floating_point)
+        row = fidelity(backend, scale_to_dbfs(windows, level, adc), cfg, name=f"cmsis-q15@{level:g}dBFS")
+        rows.append(row)
+    return rows
+
+
+# Working memory ------------------------------------------------------------------------------
+#: Bit-reversal table lengths (uint16 entries) of CMSIS-DSP's CFFTs, by complex length.
+_BITREV_F32 = {16: 20, 32: 48, 64: 56, 128: 208, 256: 440, 512: 448, 1024: 1800, 2048: 3808}
+_BITREV_Q15 = {16: 12, 32: 24, 64: 56, 128: 112, 256: 240, 512: 480, 1024: 992, 2048: 1984, 4096: 4032}
+#: CMSIS-DSP's q15 real-FFT split tables (realCoefAQ15, realCoefBQ15): 8192 entries each,
+#: shared by every length and linked whole; a length-N transform reads N entries of each.
+_REALCOEF_Q15_ENTRIES = 8192
+#: sizeof(arm_rfft_fast_instance_f32) and sizeof(arm_rfft_instance_q15) on a 32-bit core.
+_INSTANCE_BYTES = 24
+
+
+def working_memory_bytes(name: str, cfg: SpectrogramConfig) -> dict[str, int]:
+    """Bytes of one backend's per-frame working buffers (RAM) and constant tables (flash).
+
+    Buffers are counted separately even where firmware could alias them (the FFTs overwrite
+    their input). The sample ring buffer and the feature image belong to the streaming STFT.
+    ``numpy`` is the host reference: float64 buffers, pocketfft's plan not counted.
+    """
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown DSP backend {name!r}; known backends: {', '.join(BACKENDS)}")
+    n, n_freq = cfg.nperseg, cfg.n_freq
+    if name == "numpy":
+        ram = {"frame_buffer": 8 * n, "fft_output": 16 * n_freq, "magnitude": 8 * n_freq}
+        flash = {"window_table": 8 * n, "fft_tables": 0}
+    elif name == "cmsis-f32":
+        _check_length(name, n, F32_LENGTHS)
+        m = n // 2
+        ram = {"frame_buffer": 4 * n, "fft_output": 4 * n, "magnitude": 4 * n_freq,
+               "fft_instance": _INSTANCE_BYTES}
+        # twiddleCoef_<m> (2m floats) + armBitRevIndexTable<m> + twiddleCoef_rfft_<n> (n floats)
+        flash = {"window_table": 4 * n, "fft_tables": 8 * m + 2 * _BITREV_F32[m] + 4 * n}
+    else:
+        _check_length(name, n, Q15_LENGTHS)
+        m = n // 2
+        ram = {"frame_buffer": 2 * n, "fft_output": 2 * 2 * n, "magnitude": 2 * n_freq,
+               "fft_instance": _INSTANCE_BYTES}
+        # twiddleCoef_<m>_q15 (3m/2 q15) + armBitRevIndexTable_fixed_<m> + realCoefA/BQ15
+        cfft = 3 * m + 2 * _BITREV_Q15[m]
+        flash = {"window_table": 2 * n, "fft_tables": cfft + 2 * 2 * _REALCOEF_Q15_ENTRIES,
+                 "fft_tables_trimmed": cfft + 2 * 2 * n}
+    out = {**ram, **flash}
+    out["ram_total"] = sum(ram.values())
+    out["flash_total"] = flash["window_table"] + flash["fft_tables"]
+    return out
+
+
+# Golden vectors ------------------------------------------------------------------------------
+GOLDEN_FORMAT = "edgecnn-q15-golden"
+GOLDEN_VERSION = 1
+
+
+def golden_vectors(windows: np.ndarray, cfg: SpectrogramConfig, adc: ADC | None = None, *,
+                   frame: int = 0, block_floating_point: bool = True,
+                   input_quantization: tuple[float, int] | None = None) -> dict[str, np.ndarray]:
+    """Every integer stage of frame ``frame`` of each window, plus its feature column.
+
+    ``windows`` (W, L) are physical units (or int16 counts). The dict holds the ADC samples of
+    the whole windows and, per window, the shift, q15 frame stages, q15 spectrum and magnitude,
+    the physical magnitudes, the feature column (``cfg``'s transform and normalisation) and,
+    given ``input_quantization=(scale, zero_point)``, the int8 model input column.
+    """
+    backend = Q15Backend(adc, block_floating_point=block_floating_point)
+    windows = np.asarray(windows)
+    if windows.ndim == 1:
+        windows = windows[None, :]
+    counts = backend.counts(windows)
+    if not 0 <= frame < 1 + (counts.shape[1] - cfg.nperseg) // cfg.hop:
+        raise InputError(f"frame={frame} is outside the {counts.shape[1]}-sample windows")
+    start = frame * cfg.hop
+    stages = [backend.frame_stages(w[start:start + cfg.nperseg], cfg) for w in counts]
+    magnitudes = np.stack([backend.to_units(s, cfg) for s in stages])
+    features = transform_magnitudes(magnitudes, cfg, freq_axis=-1)
+    out = {
+        "format": np.array(GOLDEN_FORMAT), "version": np.array(GOLDEN_VERSION),
+        "config_json": np.array(cfg.to_json()),
+        "adc_json": np.array(json.dumps(backend.adc.to_dict(), sort_keys=True)),
+        "block_floating_point": np.array(backend.block_floating_point),
+        "frame_index": np.array(frame), "adc_samples": counts,
+        "window_q15": backend.window_q15(cfg),
+        "shift": np.array([s.shift for s in stages], dtype=np.int8),
+        "frame_q15": np.stack([s.scaled for s in stages]),
+        "windowed_q15": np.stack([s.windowed for s in stages]),
+        "spectrum_q15": np.stack([s.spectrum for s in stages]),
+        "magnitude_q15": np.stack([s.magnitude for s in stages]),
+        "magnitude": magnitudes.astype(np.float32),
+        "feature": features,
+    }
+    if input_quantization is not None:
+        scale, zero_point = input_quantization
+        if not scale > 0:
+            raise ConfigError(f"input quantisation scale={scale!r} must be > 0")
+        q = np.rint(features.astype(np.float64) / scale) + int(zero_point)
+        out["input_int8"] = np.clip(q, -128, 127).astype(np.int8)
+        out["input_scale"] = np.array(float(scale))
+        out["input_zero_point"] = np.array(int(zero_point))
+    return out
+
+
+def write_golden_vectors(path: str | Path, vectors: dict[str, np.ndarray]) -> Path:
+    """Save golden vectors to ``path`` (.npz) atomically: a temp file in the folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **vectors)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_golden_vectors(path: str | Path) -> list[str]:
+    """Recompute a golden-vector file from its own ADC samples; returns the names that differ.
+
+    Integer stages must match exactly; magnitudes and features to float32 rounding.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read golden vectors {path}: {exc}") from None
+    if str(stored.get("format", "")) != GOLDEN_FORMAT or int(stored.get("version", -1)) != GOLDEN_VERSION:
+        raise InputError(f"{path} is not an {GOLDEN_FORMAT} v{GOLDEN_VERSION} file")
+    cfg = SpectrogramConfig.from_json(str(stored["config_json"]))
+    adc = ADC.from_dict(json.loads(str(stored["adc_json"])))
+    quant = None
+    if "input_scale" in stored:
+        quant = (float(stored["input_scale"]), int(stored["input_zero_point"]))
+    fresh = golden_vectors(stored["adc_samples"], cfg, adc, frame=int(stored["frame_index"]),
+                           block_floating_point=bool(stored["block_floating_point"]),
+                           input_quantization=quant)
+    bad = []
+    for key, value in stored.items():
+        other = fresh.get(key)
+        if other is None or np.shape(other) != np.shape(value):
+            bad.append(key)
+        elif np.issubdtype(np.asarray(value).dtype, np.floating):
+            if not np.allclose(value, other, rtol=1e-6, atol=0):
+                bad.append(key)
+        elif not np.array_equal(value, other):
+            bad.append(key)
+    return bad
