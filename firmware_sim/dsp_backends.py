@@ -150,21 +150,21 @@ class CmsisF32Backend:
 
 
 @dataclasses.dataclass(frozen=True)
-class Q15Frame:
-    """Every integer stage of one frame of the q15 path (what golden vectors store)."""
+class Q15Stages:
+    """Every integer stage of k frames of the q15 path (what golden vectors store)."""
 
     counts: np.ndarray
-    """ADC samples, int16 (nperseg,)."""
-    shift: int
-    """Block-floating-point exponent s in [-1, 15]: the detrended frame was multiplied by 2**s."""
+    """ADC samples, int16 (k, nperseg)."""
+    shift: np.ndarray
+    """Block-floating-point exponent s in [-1, 15] per frame, int8 (k,): the detrended frame times 2**s."""
     scaled: np.ndarray
-    """Detrended, shifted frame, q15 (nperseg,)."""
+    """Detrended, shifted frames, q15 (k, nperseg)."""
     windowed: np.ndarray
-    """``arm_mult_q15(scaled, window_q15)``, q15 (nperseg,)."""
+    """``arm_mult_q15(scaled, window_q15)``, q15 (k, nperseg)."""
     spectrum: np.ndarray
-    """``arm_rfft_q15`` output, q15 re/im pairs of the whole spectrum (2 * nperseg,) = X / nperseg."""
+    """``arm_rfft_q15`` output, q15 re/im pairs of the whole spectrum (k, 2 * nperseg) = X / nperseg."""
     magnitude: np.ndarray
-    """``arm_cmplx_mag_q15`` of bins 0..n_freq-1 (2.14: floor(|Z| / 2)); bin 0 from the exact sum."""
+    """``arm_cmplx_mag_q15`` of bins 0..n_freq-1 (k, n_freq), 2.14: floor(|Z| / 2); bin 0 from the sum."""
 
 
 class Q15Backend:
@@ -173,6 +173,10 @@ class Q15Backend:
     ``block_floating_point`` (default on) shifts each detrended frame up by the largest power of
     two that keeps its peak inside q15, and undoes it after the magnitude: arm_rfft_q15 divides
     by N, so without it a -30 dBFS frame keeps only a few significant bits per bin.
+
+    The integer steps around the CMSIS calls (mean, shift, DC sum) are vectorised over frames
+    with numpy's exact int32/int64 arithmetic, which gives the same bits in any order; the CMSIS
+    kernels (arm_mult_q15, arm_rfft_q15, arm_cmplx_mag_q15) run frame by frame.
     """
 
     name = "cmsis-q15"
@@ -201,6 +205,7 @@ class Q15Backend:
 
     def counts(self, frames: np.ndarray) -> np.ndarray:
         """int16 ADC counts of frames: integer frames pass through, float frames go through the ADC."""
+        frames = np.asarray(frames)
         if np.issubdtype(frames.dtype, np.integer):
             if frames.dtype != np.int16:
                 if frames.min(initial=0) < -32768 or frames.max(initial=0) > 32767:
@@ -209,63 +214,73 @@ class Q15Backend:
             return frames
         return self.adc.to_counts(frames)
 
-    def frame_stages(self, counts: np.ndarray, cfg: SpectrogramConfig) -> Q15Frame:
-        """Run the integer path on one frame of int16 counts and keep every stage."""
+    def stages(self, counts: np.ndarray, cfg: SpectrogramConfig) -> Q15Stages:
+        """Run the integer path on int16 counts (k, nperseg) or (nperseg,) and keep every stage."""
         dsp, instance, window_q15 = self._setup(cfg)
         n = cfg.nperseg
-        log2n = n.bit_length() - 1
-        c = np.asarray(counts, dtype=np.int32)
+        counts = np.asarray(counts, dtype=np.int16).reshape(-1, n)
+        c = counts.astype(np.int64)
         # Detrend and block-floating-point shift fused, in integers: N * (x - mean) is exact
-        # (|.| < 2**30 for N <= 8192), then one rounding shift by log2(N) - s gives the q15 frame.
-        deviation = c * n - (int(c.sum()) if cfg.detrend == "constant" else 0)
-        shift = self._shift(int(np.abs(deviation).max()), n) if self.block_floating_point else 0
-        scaled = _round_shift(deviation.astype(np.int64), log2n - shift)
+        # (|.| < 2**30 for N <= 8192, an int32 on the device), then one rounding shift by
+        # log2(N) - s gives the q15 frame.
+        deviation = c * n - (c.sum(axis=1, keepdims=True) if cfg.detrend == "constant" else 0)
+        if self.block_floating_point:
+            shift = block_exponent(np.abs(deviation).max(axis=1), n)
+        else:
+            shift = np.zeros(len(c), dtype=np.int8)
+        scaled = round_shift(deviation, (n.bit_length() - 1) - shift.astype(np.int64))
         # SSAT: only reachable without block floating point, when |x - mean| exceeds q15.
         scaled = np.clip(scaled, -32768, 32767).astype(np.int16)
-        windowed = dsp.arm_mult_q15(scaled, window_q15)
-        spectrum = dsp.arm_rfft_q15(instance, windowed)
-        half_bins = spectrum[: 2 * cfg.n_freq]
-        magnitude = dsp.arm_cmplx_mag_q15(half_bins)
+        windowed = np.empty_like(scaled)
+        spectrum = np.empty((len(c), 2 * n), dtype=np.int16)
+        magnitude = np.empty((len(c), cfg.n_freq), dtype=np.int16)
+        for i in range(len(c)):
+            windowed[i] = dsp.arm_mult_q15(scaled[i], window_q15)
+            spectrum[i] = dsp.arm_rfft_q15(instance, windowed[i])
+            magnitude[i] = dsp.arm_cmplx_mag_q15(spectrum[i, : 2 * cfg.n_freq])
         # Every truncation in arm_mult_q15 and the FFT's stage shifts biases the same way, and all
         # of that bias lands in bin 0: take the DC term from the exact int32 sum instead.
-        magnitude[0] = min(32767, abs(int(windowed.astype(np.int32).sum())) // (2 * n))
-        return Q15Frame(counts=np.asarray(counts, dtype=np.int16), shift=shift, scaled=scaled,
-                        windowed=windowed, spectrum=spectrum, magnitude=magnitude)
+        dc = np.abs(windowed.astype(np.int64).sum(axis=1)) // (2 * n)
+        magnitude[:, 0] = np.minimum(dc, 32767)
+        return Q15Stages(counts=counts, shift=shift, scaled=scaled, windowed=windowed,
+                         spectrum=spectrum, magnitude=magnitude)
 
-    @staticmethod
-    def _shift(peak_times_n: int, n: int) -> int:
-        """Largest s in [-1, MAX_SHIFT] with round(peak * 2**s) inside q15 (firmware: CLZ of the peak).
-
-        s = -1 is the headroom bit: a full-scale frame with an offset deviates from its mean by
-        up to twice full scale, which q15 cannot hold.
-        """
-        shift = MAX_SHIFT
-        while shift > -1 and (peak_times_n << (shift + 1)) > 65534 * n - n:
-            shift -= 1
-        return shift
-
-    def to_units(self, stage: Q15Frame, cfg: SpectrogramConfig) -> np.ndarray:
-        """Physical magnitudes of one frame's integer output (where integer arithmetic stops)."""
+    def to_units(self, stages: Q15Stages, cfg: SpectrogramConfig) -> np.ndarray:
+        """Physical magnitudes (k, n_freq) of the integer output: where integer arithmetic stops."""
         window_q15 = self._setup(cfg)[2]
         # arm_cmplx_mag_q15 truncates |Z| / 2 to m: |Z| lies in [2m, 2m + 2); dequantise at the middle.
-        z_abs = 2.0 * stage.magnitude.astype(np.float64) + 1.0
+        z_abs = 2.0 * stages.magnitude.astype(np.float64) + 1.0
         gain = float(window_q15.astype(np.int64).sum()) / 32768.0
-        return z_abs * (self.adc.lsb * cfg.nperseg / (2.0 ** stage.shift * gain))
+        scale = self.adc.lsb * cfg.nperseg / (np.exp2(stages.shift.astype(np.float64)) * gain)
+        return z_abs * scale[:, None]
 
     def __call__(self, frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
         frames = _check_frames(frames, cfg)
         counts = self.counts(frames).reshape(-1, cfg.nperseg)
-        out = np.empty((counts.shape[0], cfg.n_freq), dtype=np.float64)
-        for i, frame in enumerate(counts):
-            out[i] = self.to_units(self.frame_stages(frame, cfg), cfg)
+        out = self.to_units(self.stages(counts, cfg), cfg)
         return out.reshape(frames.shape[:-1] + (cfg.n_freq,))
 
 
-def _round_shift(values: np.ndarray, right: int) -> np.ndarray:
-    """values / 2**right rounded half up (an arithmetic shift with a rounding bias; exact if right <= 0)."""
-    if right <= 0:
-        return values << -right
-    return (values + (1 << (right - 1))) >> right
+def block_exponent(peak_times_n: np.ndarray, n: int) -> np.ndarray:
+    """Per frame, the largest s in [-1, MAX_SHIFT] with round(peak * 2**s) inside q15 (int8).
+
+    ``peak_times_n`` is N * max|x - mean| (exact integers). Firmware gets s from CLZ of the peak.
+    s = -1 is the headroom bit: a full-scale frame with an offset deviates from its mean by up to
+    twice full scale, which q15 cannot hold.
+    """
+    peak = np.asarray(peak_times_n, dtype=np.int64)
+    candidates = np.arange(0, MAX_SHIFT + 1, dtype=np.int64)
+    fits = (peak[:, None] << (candidates[None, :] + 1)) <= 65534 * n - n
+    return (fits.sum(axis=1) - 1).astype(np.int8)  # fits is monotone in s: count = s_max + 1
+
+
+def round_shift(values: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """values (k, N) / 2**right (k,) rounded half up: an arithmetic shift with a rounding bias."""
+    right = np.asarray(right, dtype=np.int64)[:, None]
+    left = np.maximum(-right, 0)
+    right = np.maximum(right, 0)
+    bias = np.where(right > 0, np.left_shift(1, np.maximum(right - 1, 0)), 0)
+    return ((np.asarray(values, dtype=np.int64) << left) + bias) >> right
 
 
 def window_to_q15(window: np.ndarray) -> np.ndarray:
@@ -355,14 +370,59 @@ def fidelity(backend: MagnitudeFn, windows: np.ndarray, cfg: SpectrogramConfig, 
         windows = windows[None, :]
     reference = np.swapaxes(backend_spectrogram(windows, cfg, NumpyBackend()), -1, -2).reshape(-1, cfg.n_freq)
     test = np.swapaxes(backend_spectrogram(windows, cfg, backend), -1, -2).reshape(-1, cfg.n_freq)
+    return compare_frames(test, reference, name or getattr(backend, "name", "custom"))
+
+
+def compare_frames(test: np.ndarray, reference: np.ndarray, name: str) -> Fidelity:
+    """Fidelity of magnitudes (frames, n_freq) against reference magnitudes of the same frames."""
+    test = np.asarray(test, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
     snr = frame_snr_db(test, reference)
     pooled_noise = float(np.sum((test - reference) ** 2))
     pooled = math.inf if pooled_noise == 0 else 10.0 * math.log10(float(np.sum(reference**2)) / pooled_noise)
     return Fidelity(
-        backend=name or getattr(backend, "name", getattr(backend, "__name__", "custom")),
-        frames=int(snr.size), snr_db_min=float(np.min(snr)), snr_db_p05=float(np.percentile(snr, 5)),
-        snr_db_median=float(np.median(snr)), snr_db_pooled=pooled,
-        max_rel_error=float(np.max(max_relative_error(test, reference))))
+        backend=name, frames=int(snr.size), snr_db_min=float(np.min(snr)),
+        snr_db_p05=float(np.percentile(snr, 5)), snr_db_median=float(np.median(snr)),
+        snr_db_pooled=pooled, max_rel_error=float(np.max(max_relative_error(test, reference))))
+
+
+#: Stages of the q15 path, in order, as ``q15_error_budget`` names them.
+Q15_STAGES = ("adc", "detrend+shift", "window_q15", "rfft_q15", "cmplx_mag_q15")
+
+
+def q15_error_budget(windows: np.ndarray, cfg: SpectrogramConfig, adc: ADC | None = None, *,
+                     block_floating_point: bool = True) -> list[Fidelity]:
+    """Where the q15 path loses precision: fidelity after each integer stage, the rest exact.
+
+    Row ``adc`` is the float definition on the ADC counts; ``detrend+shift`` adds the integer
+    mean removal and shift (window, FFT, magnitude in float64); ``window_q15`` the q15 window
+    multiply; ``rfft_q15`` arm_rfft_q15 (exact magnitude of its output); ``cmplx_mag_q15`` is
+    the whole path. Each row compares against the float definition of the unquantised windows.
+    """
+    backend = Q15Backend(adc, block_floating_point=block_floating_point)
+    windows = np.asarray(windows, dtype=np.float64)
+    if windows.ndim == 1:
+        windows = windows[None, :]
+    float_frames = sliding_window_view(windows, cfg.nperseg, axis=-1)[..., :: cfg.hop, :]
+    reference = frame_magnitudes(float_frames, cfg).reshape(-1, cfg.n_freq)
+    counts = backend.counts(windows)
+    frames = sliding_window_view(counts, cfg.nperseg, axis=-1)[..., :: cfg.hop, :].reshape(-1, cfg.nperseg)
+    window = cfg.window_array
+    window_q15 = backend.window_q15(cfg)
+    gain_q15 = float(window_q15.astype(np.int64).sum()) / 32768.0
+    lsb, n = backend.adc.lsb, cfg.nperseg
+    st = backend.stages(frames, cfg)
+    units = (lsb / np.exp2(st.shift.astype(np.float64)))[:, None]
+    rows = {"adc": frame_magnitudes(frames.astype(np.float64) * lsb, cfg)}
+    rows["detrend+shift"] = np.abs(np.fft.rfft(st.scaled * window, axis=-1)) * units / window.sum()
+    windowed = np.abs(np.fft.rfft(st.windowed.astype(np.float64), axis=-1))
+    rows["window_q15"] = windowed * units / gain_q15
+    half = st.spectrum[:, : 2 * cfg.n_freq].astype(np.float64)
+    z = np.abs(half[:, 0::2] + 1j * half[:, 1::2])
+    z[:, 0] = windowed[:, 0] / n  # the path's DC bin comes from the exact sum
+    rows["rfft_q15"] = z * n * units / gain_q15
+    rows["cmplx_mag_q15"] = backend.to_units(st, cfg)
+    return [compare_frames(rows[stage], reference, stage) for stage in Q15_STAGES]
 
 
 def scale_to_dbfs(windows: np.ndarray, level_db: float, adc: ADC) -> np.ndarray:
@@ -459,8 +519,8 @@ def golden_vectors(windows: np.ndarray, cfg: SpectrogramConfig, adc: ADC | None 
     if not 0 <= frame < 1 + (counts.shape[1] - cfg.nperseg) // cfg.hop:
         raise InputError(f"frame={frame} is outside the {counts.shape[1]}-sample windows")
     start = frame * cfg.hop
-    stages = [backend.frame_stages(w[start:start + cfg.nperseg], cfg) for w in counts]
-    magnitudes = np.stack([backend.to_units(s, cfg) for s in stages])
+    stages = backend.stages(counts[:, start:start + cfg.nperseg], cfg)
+    magnitudes = backend.to_units(stages, cfg)
     features = transform_magnitudes(magnitudes, cfg, freq_axis=-1)
     out = {
         "format": np.array(GOLDEN_FORMAT), "version": np.array(GOLDEN_VERSION),
@@ -469,11 +529,11 @@ def golden_vectors(windows: np.ndarray, cfg: SpectrogramConfig, adc: ADC | None 
         "block_floating_point": np.array(backend.block_floating_point),
         "frame_index": np.array(frame), "adc_samples": counts,
         "window_q15": backend.window_q15(cfg),
-        "shift": np.array([s.shift for s in stages], dtype=np.int8),
-        "frame_q15": np.stack([s.scaled for s in stages]),
-        "windowed_q15": np.stack([s.windowed for s in stages]),
-        "spectrum_q15": np.stack([s.spectrum for s in stages]),
-        "magnitude_q15": np.stack([s.magnitude for s in stages]),
+        "shift": stages.shift,
+        "frame_q15": stages.scaled,
+        "windowed_q15": stages.windowed,
+        "spectrum_q15": stages.spectrum,
+        "magnitude_q15": stages.magnitude,
         "magnitude": magnitudes.astype(np.float32),
         "feature": features,
     }

@@ -21,6 +21,8 @@ from firmware_sim.dsp_backends import (
     get_backend,
     golden_vectors,
     max_relative_error,
+    q15_error_budget,
+    scale_to_dbfs,
     snr_curve,
     working_memory_bytes,
     write_golden_vectors,
@@ -96,26 +98,54 @@ def test_block_floating_point_is_what_keeps_low_levels(vibration):
     assert without.snr_db_median < 30.0 < 40.0 <= with_bfp.snr_db_min
 
 
+def test_q15_error_budget_names_the_fft_as_the_main_loss(vibration):
+    adc = ADC()
+    windows = scale_to_dbfs(vibration[:4], -30.0, adc)
+    rows = q15_error_budget(windows, CFG, adc)
+    assert [r.backend for r in rows] == ["adc", "detrend+shift", "window_q15", "rfft_q15", "cmplx_mag_q15"]
+    # Errors only accumulate stage after stage ...
+    for before, after in zip(rows, rows[1:]):
+        assert after.snr_db_pooled <= before.snr_db_pooled + 0.5
+    # ... the whole-path row is the backend itself ...
+    whole = fidelity(Q15Backend(adc), windows, CFG)
+    assert rows[-1].snr_db_pooled == pytest.approx(whole.snr_db_pooled, abs=1e-9)
+    # ... and arm_rfft_q15's 16-bit data path is the largest single loss.
+    drops = [b.snr_db_pooled - a.snr_db_pooled for b, a in zip(rows, rows[1:])]
+    assert int(np.argmax(drops)) == 2 and drops[2] > 6.0
+
+
 def test_q15_stages_follow_the_cmsis_scaling(vibration):
     backend = Q15Backend()
     x = vibration[3] / np.abs(vibration[3]).max() * 0.02  # about -58 dBFS on +/-16 g
     counts = backend.counts(x[: CFG.nperseg])
-    stage = backend.frame_stages(counts, CFG)
-    # Block floating point: the shifted frame uses the top half of q15 (or the shift is capped).
-    assert 16384 <= np.abs(stage.scaled.astype(np.int32)).max() <= 32767
-    assert stage.shift > 5
-    exact_scaled = (counts - counts.mean()) * 2.0**stage.shift
-    assert np.abs(stage.scaled.astype(np.int64) - exact_scaled).max() <= 0.5 + 1e-9
+    stages = backend.stages(counts, CFG)
+    shift, scaled, windowed = int(stages.shift[0]), stages.scaled[0], stages.windowed[0]
+    spectrum, magnitude = stages.spectrum[0], stages.magnitude[0]
+    # Block floating point: the shifted frame uses the top half of q15.
+    assert 16384 <= np.abs(scaled.astype(np.int32)).max() <= 32767
+    assert shift > 5
+    exact_scaled = (counts - counts.mean()) * 2.0**shift
+    assert np.abs(scaled.astype(np.int64) - exact_scaled).max() <= 0.5 + 1e-9
+    # arm_mult_q15 truncates the product: floor(a * b / 2**15).
+    window_q15 = backend.window_q15(CFG).astype(np.int64)
+    assert np.array_equal(windowed, (scaled.astype(np.int64) * window_q15) >> 15)
     # arm_rfft_q15 returns the whole complex spectrum divided by N, with a few LSB of rounding noise.
-    exact = np.fft.fft(stage.windowed.astype(np.float64)) / CFG.nperseg
-    got = stage.spectrum[0::2] + 1j * stage.spectrum[1::2].astype(np.float64)
-    assert stage.spectrum.shape == (2 * CFG.nperseg,)
+    exact = np.fft.fft(windowed.astype(np.float64)) / CFG.nperseg
+    got = spectrum[0::2] + 1j * spectrum[1::2].astype(np.float64)
+    assert spectrum.shape == (2 * CFG.nperseg,)
     error = np.abs(got - exact)[1:]
     assert np.linalg.norm(error) < 0.01 * np.linalg.norm(exact[1:])
     assert np.sqrt(np.mean(error**2)) < 4.0 and error.max() < 10.0
     # arm_cmplx_mag_q15 gives floor(|Z| / 2) (2.14), within an LSB of the exact magnitude / 2.
-    assert np.abs(stage.magnitude[1:] - np.abs(got[1:CFG.n_freq]) / 2).max() <= 1.0
-    assert stage.magnitude[0] == abs(int(stage.windowed.astype(np.int32).sum())) // (2 * CFG.nperseg)
+    assert np.abs(magnitude[1:] - np.abs(got[1:CFG.n_freq]) / 2).max() <= 1.0
+    assert magnitude[0] == abs(int(windowed.astype(np.int32).sum())) // (2 * CFG.nperseg)
+    # Frames run together give the same bits as one by one.
+    many = backend.counts(x[: 3 * CFG.nperseg].reshape(3, CFG.nperseg))
+    together = backend.stages(many, CFG)
+    for i in range(3):
+        alone = backend.stages(many[i], CFG)
+        assert np.array_equal(alone.spectrum[0], together.spectrum[i])
+        assert alone.shift[0] == together.shift[i]
 
 
 def test_q15_headroom_for_full_scale_with_offset():
@@ -123,8 +153,7 @@ def test_q15_headroom_for_full_scale_with_offset():
     frame = np.full(CFG.nperseg, -adc.max_units)
     frame[100:140] = adc.max_units  # rails to rails: |x - mean| exceeds full scale
     backend = Q15Backend(adc)
-    stage = backend.frame_stages(backend.counts(frame), CFG)
-    assert stage.shift == -1
+    assert backend.stages(backend.counts(frame), CFG).shift.tolist() == [-1]
     got = backend(frame, CFG)
     ref = dsp.frame_magnitudes(frame, CFG)
     assert frame_snr_db(got, ref) > 40.0
@@ -188,8 +217,8 @@ def test_working_memory_matches_the_library_buffers():
     # Output buffers as CMSIS-DSP sizes them for a scalar Cortex-M (arch 1), and as the calls return.
     assert f32["fft_output"] == 4 * cmsisdsp.arm_rfft_output_buffer_size(datatype.F32, n, arch=1)
     assert q15["fft_output"] == 2 * cmsisdsp.arm_rfft_output_buffer_size(datatype.Q15, n, arch=1)
-    stage = Q15Backend().frame_stages(np.zeros(n, dtype=np.int16), CFG)
-    assert q15["fft_output"] == stage.spectrum.nbytes and q15["frame_buffer"] == stage.windowed.nbytes
+    stages = Q15Backend().stages(np.zeros(n, dtype=np.int16), CFG)
+    assert q15["fft_output"] == stages.spectrum[0].nbytes and q15["frame_buffer"] == stages.windowed[0].nbytes
     assert q15["window_table"] == Q15Backend().window_q15(CFG).nbytes
     assert q15["ram_total"] < f32["ram_total"] < working_memory_bytes("numpy", CFG)["ram_total"]
     assert q15["fft_tables_trimmed"] < f32["fft_tables"] < q15["fft_tables"]
