@@ -4,6 +4,11 @@ Norm used for "relative": per frame, max |backend - reference| over bins divided
 max reference magnitude (the infinity norm), then the worst frame.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -254,3 +259,18 @@ def test_golden_vectors_reproduce(tmp_path, vibration):
     assert check_golden_vectors(bad) == ["spectrum_q15"]
     with pytest.raises(InputError, match="cannot read golden vectors"):
         check_golden_vectors(tmp_path / "missing.npz")
+
+
+def test_backends_never_import_tensorflow():
+    code = (
+        "import sys, numpy as np\n"
+        "from edgecnn.config import SpectrogramConfig\n"
+        "from firmware_sim.dsp_backends import BACKENDS, get_backend\n"
+        "for name in BACKENDS: get_backend(name)(np.ones((2, 256)), SpectrogramConfig())\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
+        "print(bad)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, check=True)
+    assert out.stdout.strip() == "[]"
