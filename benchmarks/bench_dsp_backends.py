@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -21,6 +24,8 @@ from firmware_sim.adc import ADC  # noqa: E402
 from firmware_sim.dsp_backends import (  # noqa: E402
     BACKENDS,
     fidelity,
+    frame_crest_factor_db,
+    frame_snr_db,
     get_backend,
     q15_error_budget,
     scale_to_dbfs,
@@ -29,6 +34,7 @@ from firmware_sim.dsp_backends import (  # noqa: E402
 )
 
 LEVELS_DB = range(-40, 1, 5)
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def signals(cfg: SpectrogramConfig) -> np.ndarray:
@@ -116,6 +122,45 @@ def main() -> None:
         rows = snr_curve(data[:8], other, levels_db=(-30.0, 0.0), adc=adc)
         print(f"nperseg={nperseg:<5} min {rows[0].snr_db_min:5.1f} / {rows[1].snr_db_min:5.1f} dB, "
               f"pooled {rows[0].snr_db_pooled:5.1f} / {rows[1].snr_db_pooled:5.1f} dB")
+
+    real_data(cfg)
+
+
+def recording_windows(path: Path, cfg: SpectrogramConfig, limit: int = 8) -> np.ndarray:
+    """Up to ``limit`` consecutive windows of one npz recording, resampled to cfg.fs."""
+    with np.load(path, allow_pickle=False) as data:
+        signal, fs = data["signal"].astype(np.float64), float(data["fs"])
+    ratio = Fraction(int(round(cfg.fs)), int(round(fs))).limit_denominator(100000)
+    x = resample_poly(signal, ratio.numerator, ratio.denominator)
+    k = min(limit, len(x) // cfg.window_samples)
+    return x[: k * cfg.window_samples].reshape(k, cfg.window_samples)
+
+
+def real_data(cfg: SpectrogramConfig) -> None:
+    files = sorted(DATA.glob("cwru/*.npz")) + sorted(DATA.glob("mfpt/*.npz"))
+    if not files:
+        print(f"\nreal data: none found under {DATA}; section skipped")
+        return
+    print("\nreal recordings at their own level through a +/-16 g 16-bit ADC (resampled to 12800 Hz, "
+          "up to 8 windows each)")
+    print(f"{'recording':<28} {'frames':>6} {'dBFS':>6} {'clipped':>7} {'q15 min':>8} {'median':>7} "
+          f"{'pooled':>7} {'crest@min':>9} {'f32 max rel':>11}")
+    pooled_all = []
+    for path in files:
+        windows = recording_windows(path, cfg)
+        adc = ADC()
+        q15 = get_backend("cmsis-q15", adc=adc)
+        row = fidelity(q15, windows, cfg)
+        f32 = fidelity(get_backend("cmsis-f32"), windows, cfg)
+        frames = sliding_window_view(windows, cfg.nperseg, axis=-1)[:, :: cfg.hop].reshape(-1, cfg.nperseg)
+        snr = frame_snr_db(q15(frames, cfg), get_backend("numpy")(frames, cfg))
+        crest = frame_crest_factor_db(frames, cfg)[int(np.argmin(snr))]
+        pooled_all.append((row.snr_db_pooled, np.corrcoef(snr, frame_crest_factor_db(frames, cfg))[0, 1]))
+        print(f"{path.parent.name + '/' + path.stem:<28} {row.frames:6d} {adc.level_dbfs(windows):6.1f} "
+              f"{adc.saturated:7d} {row.snr_db_min:8.1f} {row.snr_db_median:7.1f} {row.snr_db_pooled:7.1f} "
+              f"{crest:7.1f}dB {f32.max_rel_error:11.1e}")
+    corr = np.median([c for _, c in pooled_all])
+    print(f"median correlation of per-frame q15 SNR with the frame's crest factor: {corr:.2f}")
 
 
 if __name__ == "__main__":

@@ -334,6 +334,20 @@ def frame_snr_db(test: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.where(noise == 0, np.inf, np.nan_to_num(snr, nan=-np.inf))
 
 
+def frame_crest_factor_db(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Per frame, 20 log10(peak / windowed RMS) of the detrended frame: what limits q15 SNR.
+
+    Block floating point sets the frame's peak to full scale; arm_rfft_q15's rounding noise is a
+    few LSB whatever the input, so the SNR of a frame falls 1 dB per dB of crest factor.
+    """
+    frames = _check_frames(np.asarray(frames, dtype=np.float64), cfg)
+    dev = frames - frames.mean(axis=-1, keepdims=True)
+    rms = np.sqrt(np.mean((dev * cfg.window_array) ** 2, axis=-1))
+    peak = np.max(np.abs(dev), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 20.0 * np.log10(peak / rms)
+
+
 def max_relative_error(test: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per-frame max |test - reference| over bins, relative to the frame's max reference magnitude."""
     test = np.asarray(test, dtype=np.float64)

@@ -22,6 +22,7 @@ from firmware_sim.dsp_backends import (
     backend_spectrogram,
     check_golden_vectors,
     fidelity,
+    frame_crest_factor_db,
     frame_snr_db,
     get_backend,
     golden_vectors,
@@ -274,3 +275,35 @@ def test_backends_never_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(root)}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def test_real_cwru_recordings_at_their_own_level():
+    """CWRU drive-end recordings (12 kHz, resampled to 12.8 kHz) through a +/-16 g ADC."""
+    from scipy.signal import resample_poly
+
+    names = ["normal_0hp_097_part1.npz", "IR021_0hp_209.npz", "OR021at6_1hp_235.npz"]
+    paths = [DATA / "cwru" / name for name in names]
+    if not all(p.exists() for p in paths):
+        pytest.skip(f"real CWRU recordings not found under {DATA / 'cwru'}")
+    windows = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as data:
+            assert float(data["fs"]) == 12000.0
+            x = resample_poly(data["signal"].astype(np.float64), 16, 15)
+        windows.append(x[: 3 * CFG.window_samples].reshape(3, CFG.window_samples))
+    windows = np.concatenate(windows)
+    assert fidelity(get_backend("cmsis-f32"), windows, CFG).max_rel_error <= 1e-5
+    adc = ADC(full_scale=16.0)
+    q15 = fidelity(get_backend("cmsis-q15", adc=adc), windows, CFG)
+    assert adc.saturated == 0
+    assert q15.snr_db_pooled >= 40.0 and q15.snr_db_median >= 44.0, q15
+    # The worst frames are the impulsive ones: SNR falls with the frame's crest factor.
+    frames = np.lib.stride_tricks.sliding_window_view(windows, CFG.nperseg, axis=-1)[:, :: CFG.hop]
+    frames = frames.reshape(-1, CFG.nperseg)
+    snr = frame_snr_db(get_backend("cmsis-q15")(frames, CFG), dsp.frame_magnitudes(frames, CFG))
+    crest = frame_crest_factor_db(frames, CFG)
+    assert np.corrcoef(snr, crest)[0, 1] < -0.5
+    assert np.all(snr[crest < 15.0] >= 40.0)
