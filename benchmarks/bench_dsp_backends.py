@@ -21,16 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edgecnn import synth  # noqa: E402
 from edgecnn.config import SpectrogramConfig  # noqa: E402
 from firmware_sim.adc import ADC  # noqa: E402
-from firmware_sim.dsp_backends import (  # noqa: E402
-    BACKENDS,
+from firmware_sim.dsp_backends import BACKENDS, get_backend, working_memory_bytes  # noqa: E402
+from firmware_sim.dsp_fidelity import (  # noqa: E402
     fidelity,
     frame_crest_factor_db,
     frame_snr_db,
-    get_backend,
     q15_error_budget,
     scale_to_dbfs,
     snr_curve,
-    working_memory_bytes,
 )
 
 LEVELS_DB = range(-40, 1, 5)
