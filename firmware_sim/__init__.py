@@ -1,1 +1,0 @@
-"""firmware_sim: the device side of edgecnn (no TensorFlow)."""
