@@ -142,8 +142,10 @@ def test_q15_stages_follow_the_cmsis_scaling(vibration):
     error = np.abs(got - exact)[1:]
     assert np.linalg.norm(error) < 0.01 * np.linalg.norm(exact[1:])
     assert np.sqrt(np.mean(error**2)) < 4.0 and error.max() < 10.0
-    # arm_cmplx_mag_q15 gives floor(|Z| / 2) (2.14), within an LSB of the exact magnitude / 2.
-    assert np.abs(magnitude[1:] - np.abs(got[1:CFG.n_freq]) / 2).max() <= 1.0
+    # arm_cmplx_mag_q15 gives about floor(|Z| / 2) (2.14): below |Z| / 2 by 0 to 1 LSB (its square
+    # root adds up to 0.0012 more), which is why to_units dequantises at m + 0.5.
+    shortfall = np.abs(got[1:CFG.n_freq]) / 2 - magnitude[1:]
+    assert shortfall.min() >= -1e-9 and shortfall.max() <= 1.002
     assert magnitude[0] == abs(int(windowed.astype(np.int32).sum())) // (2 * CFG.nperseg)
     # Frames run together give the same bits as one by one.
     many = backend.counts(x[: 3 * CFG.nperseg].reshape(3, CFG.nperseg))
