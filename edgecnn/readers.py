@@ -15,6 +15,7 @@ import dataclasses
 import io
 import pickle
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,9 +249,14 @@ def read_wav(path: Path) -> list[Recording]:
 
     src = str(path)
     try:
-        fs, data = wavfile.read(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fs, data = wavfile.read(path)
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
         raise InputError(f"{src}: not a readable WAV file ({type(exc).__name__}: {exc})") from None
+    truncated = [w for w in caught if "EOF prematurely" in str(w.message)]
+    if truncated:
+        raise InputError(f"{src}: WAV file is truncated ({truncated[0].message})")
     data = np.asarray(data)
     channels = 1 if data.ndim == 1 else data.shape[1]
     if data.ndim == 2:
