@@ -35,7 +35,7 @@ class StreamingSTFT:
     """Feature columns of a sample stream, one per hop, and the rolling ``n_frames`` image."""
 
     def __init__(self, cfg: SpectrogramConfig, *, magnitude_fn: MagnitudeFn = frame_magnitudes,
-                 frames_per_step: int = FRAMES_PER_STEP, sample_dtype=np.float64) -> None:
+                 frames_per_step: int = FRAMES_PER_STEP, sample_dtype=np.float32) -> None:
         # Configuration
         if not isinstance(frames_per_step, int) or frames_per_step < 1:
             raise ConfigError(f"frames_per_step={frames_per_step!r} must be an integer >= 1")

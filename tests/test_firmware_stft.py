@@ -137,3 +137,20 @@ def test_ring_buffer_bad_configuration():
         RingBuffer(0)
     with pytest.raises(ConfigError, match="policy='drop' must be one of"):
         RingBuffer(8, policy="drop")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cmsis-f32", "cmsis-q15"])
+def test_streaming_equals_batch_with_each_dsp_backend(backend):
+    if backend.startswith("cmsis"):
+        pytest.importorskip("cmsisdsp", reason="the CMSIS-DSP backends need the cmsisdsp package")
+    from edgecnn.dsp import transform_magnitudes
+    from firmware_sim.dsp_backends import backend_spectrogram, get_backend
+
+    rng = np.random.default_rng(11)
+    signal = (rng.standard_normal(CFG_LOG.window_samples + 5 * CFG_LOG.hop) * 2.0).astype(np.float32)
+    stft = StreamingSTFT(CFG_LOG, magnitude_fn=get_backend(backend))
+    images, _ = _stream_images(stft, signal, _partition(signal.size, "random", rng))
+    for start, image in images.items():
+        mag = backend_spectrogram(signal[start:start + CFG_LOG.window_samples], CFG_LOG, get_backend(backend))
+        expected = transform_magnitudes(mag, CFG_LOG)[:, :, None]
+        np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())

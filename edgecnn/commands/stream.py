@@ -33,6 +33,8 @@ def register(subparsers) -> None:
                    help="interpreter (default litert)")
     p.add_argument("--model-dtype", choices=("int8", "float32"), default="int8",
                    help="which model of the bundle to run (default int8)")
+    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default="numpy",
+                   help="per-frame DSP backend (firmware_sim.dsp_backends; default numpy)")
     p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
     p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
     p.add_argument("--smooth", type=int, default=4, help="probability vectors averaged (default 4)")
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
+    from firmware_sim.dsp_backends import get_backend
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
     from firmware_sim.report import EventLog, Trace, format_summary, plot_stream, write_json
     from firmware_sim.runtime import StreamRuntime
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             log(event)
         status.event(event)
 
-    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy,
+    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=get_backend(args.dsp),
                             full_scale=getattr(source, "full_scale", None), on_event=on_event)
 
     def on_decision(decision):
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
         status.close()
-    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime,
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": args.dsp,
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
