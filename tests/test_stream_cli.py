@@ -95,7 +95,6 @@ def test_wav_at_another_rate_needs_resample(tiny_bundle, tmp_path):
 
 def test_wav_at_the_bundle_rate_replays_exactly(tiny_bundle, tmp_path):
     from export.bundle import load_bundle
-
     from firmware_sim.sources import file_source
 
     wav = tmp_path / "machine.wav"
@@ -150,3 +149,17 @@ print(json.dumps({{"code": code, "counts": counts, "heavy": heavy}}))
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["code"] == 0 and all(n > 0 for n in result["counts"].values())
     assert result["heavy"] == []
+
+
+def test_cmsis_dsp_backend_runs_the_stream(tiny_bundle, tmp_path):
+    pytest.importorskip("cmsisdsp", reason="the CMSIS-DSP backends need the cmsisdsp package")
+    out = {}
+    for dsp in ("numpy", "cmsis-f32"):
+        path = tmp_path / f"{dsp}.json"
+        proc = run_cli("stream", str(tiny_bundle), "--source", "synth:duration=3,seed=4", "--dsp", dsp,
+                       "--quiet", "--json", str(path))
+        assert proc.returncode == 0, proc.stderr
+        out[dsp] = json.loads(path.read_text())
+    assert out["cmsis-f32"]["dsp"] == "cmsis-f32"
+    assert out["cmsis-f32"]["decisions"] == out["numpy"]["decisions"] > 0
+    assert out["cmsis-f32"]["state"] == out["numpy"]["state"]
