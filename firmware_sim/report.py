@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.errors import ConfigError
 from firmware_sim.decisions import Decision, Event
 from firmware_sim.sources import Block
 
@@ -80,7 +81,11 @@ class Trace:
 def plot_stream(path: str | Path, trace: Trace, events: list[Event], *, fs: float, classes: list[str],
                 target: int, title: str = "") -> Path:
     """Signal envelope, p(target), smoothed p and state, and events on one time axis (PNG)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib, which this environment lacks; install it or "
+                          "drop --plot") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
