@@ -163,3 +163,20 @@ def test_cmsis_dsp_backend_runs_the_stream(tiny_bundle, tmp_path):
     assert out["cmsis-f32"]["dsp"] == "cmsis-f32"
     assert out["cmsis-f32"]["decisions"] == out["numpy"]["decisions"] > 0
     assert out["cmsis-f32"]["state"] == out["numpy"]["state"]
+
+
+def test_replay_of_real_cwru_recording_needs_resample(tiny_bundle, tmp_path):
+    from tests.util import SHARED_DATA
+
+    recording = SHARED_DATA / "cwru" / "IR007_0hp_105.npz"
+    if not recording.exists():
+        pytest.skip(f"real data absent: {recording} (the sibling shared/data folder)")
+    refused = run_cli("stream", str(tiny_bundle), "--source", str(recording), "--quiet")
+    assert refused.returncode == 2 and "at 12000 Hz but the bundle needs 12800 Hz" in refused.stderr
+    out = tmp_path / "s.json"
+    proc = run_cli("stream", str(tiny_bundle), "--source", str(recording), "--resample", "--quiet",
+                   "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with np.load(recording) as data:
+        n_in = np.asarray(data["signal"]).size
+    assert json.loads(out.read_text())["samples"] == -(-n_in * 16 // 15)
