@@ -33,7 +33,7 @@ class DecisionPolicy:
 
     every_frames: int = 14
     """Frames between decisions (14 frames of 224 samples at 12800 Hz: 0.245 s)."""
-    smooth: int = 4
+    smooth: int = 6
     """Valid probability vectors averaged (K)."""
     on: float = 0.8
     """Smoothed probability a class needs to become the state."""

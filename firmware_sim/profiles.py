@@ -83,7 +83,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 
 def runtime_buffer_bytes(cfg: SpectrogramConfig, *, block: int, input_itemsize: int = 1,
-                         n_classes: int = 2, smooth: int = 4) -> dict[str, int]:
+                         n_classes: int = 2, smooth: int = 6) -> dict[str, int]:
     """RAM the streaming runtime needs besides the tensor arena, as a C port of this design lays
     it out: two DMA half-buffers of int16, the sample history of one frame plus a block (float32),
     the FFT scratch (float32, complex), the rolling image stored in the model input's type

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                    help="per-frame DSP backend (firmware_sim.dsp_backends; default numpy)")
     p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
     p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
-    p.add_argument("--smooth", type=int, default=4, help="probability vectors averaged (default 4)")
+    p.add_argument("--smooth", type=int, default=6, help="probability vectors averaged (default 6)")
     p.add_argument("--on", type=float, default=0.8, help="smoothed probability to enter a state (0.8)")
     p.add_argument("--off", type=float, default=0.2, help="smoothed probability to leave a state (0.2)")
     p.add_argument("--min-dwell", type=int, default=4, help="decisions a state lasts at least (4)")
