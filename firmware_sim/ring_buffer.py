@@ -12,6 +12,7 @@ Device side: numpy only; never allocates per write except the arrays it returns.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from edgecnn.errors import ConfigError, InputError
 
@@ -92,6 +93,23 @@ class RingBuffer:
         index = np.asarray(index)
         if index.size and (index.min() < self.oldest or index.max() >= self.written):
             raise InputError("gather: some indices are outside the samples the ring buffer holds")
+        return self._data[index % self.capacity]
+
+    def frames(self, start: int, count: int, length: int, hop: int) -> np.ndarray:
+        """``count`` frames of ``length`` samples, ``hop`` apart, from absolute index ``start``:
+        (count, length). A read-only view when the span does not wrap around the end, else a copy."""
+        stop = start + (count - 1) * hop + length
+        if start < self.oldest or stop > self.written:
+            raise InputError(
+                f"frames over [{start}, {stop}) are not held (held: [{self.oldest}, {self.written}))")
+        begin = start % self.capacity
+        if begin + (stop - start) <= self.capacity:
+            if count == 1:
+                return self._data[None, begin:begin + length]
+            step = self._data.strides[0]
+            return as_strided(self._data[begin:], shape=(count, length), strides=(hop * step, step),
+                              writeable=False)
+        index = start + hop * np.arange(count)[:, None] + np.arange(length)[None, :]
         return self._data[index % self.capacity]
 
     def read(self, n: int) -> np.ndarray:

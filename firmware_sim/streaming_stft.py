@@ -42,7 +42,6 @@ class StreamingSTFT:
         self.cfg = cfg
         self.magnitude_fn = magnitude_fn
         self.frames_per_step = frames_per_step
-        self._offsets = np.arange(cfg.nperseg)
         # Working variables (allocated once)
         self.samples = RingBuffer(cfg.nperseg + cfg.hop * frames_per_step, dtype=sample_dtype)
         self._columns = np.zeros((cfg.n_frames, cfg.n_freq), dtype=np.float32)
@@ -114,8 +113,7 @@ class StreamingSTFT:
             1 + (self.samples.written - first - cfg.nperseg) // cfg.hop
         if k == 0:
             return np.zeros((0, cfg.n_freq), dtype=np.float32)
-        starts = first + cfg.hop * np.arange(k)
-        frames = self.samples.gather(starts[:, None] + self._offsets[None, :])
+        frames = self.samples.frames(first, k, cfg.nperseg, cfg.hop)
         columns = transform_magnitudes(self.magnitude_fn(frames, cfg), cfg, freq_axis=-1)
         self._store(columns)
         self.frames += k
@@ -124,6 +122,10 @@ class StreamingSTFT:
 
     def _store(self, columns: np.ndarray) -> None:
         n = self.cfg.n_frames
+        if columns.shape[0] == 1:  # the common case (one frame per block): no index arrays
+            self._columns[self._head] = columns[0]
+            self._head = (self._head + 1) % n
+            return
         keep = columns[-n:]
         slots = (self._head + (columns.shape[0] - keep.shape[0]) + np.arange(keep.shape[0])) % n
         self._columns[slots] = keep

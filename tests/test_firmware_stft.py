@@ -115,6 +115,18 @@ def test_ring_buffer_counters_and_wraparound():
     assert (ring.written, ring.consumed, ring.available) == (0, 0, 0)
 
 
+def test_ring_buffer_frames_with_and_without_wraparound():
+    ring = RingBuffer(10)
+    ring.write(np.arange(8))
+    ring.discard_until(8)
+    ring.write(np.arange(8, 14))  # samples 4..13 held; 10..13 sit at the start of the array
+    np.testing.assert_array_equal(ring.frames(4, 3, 4, 2), [[4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 10, 11]])
+    np.testing.assert_array_equal(ring.frames(10, 2, 3, 1), [[10, 11, 12], [11, 12, 13]])
+    np.testing.assert_array_equal(ring.frames(5, 1, 2, 1), [[5, 6]])
+    with pytest.raises(InputError, match=r"frames over \[2, 6\) are not held \(held: \[4, 14\)\)"):
+        ring.frames(2, 1, 4, 1)
+
+
 def test_ring_buffer_error_policy_refuses_overrun_and_writes_nothing():
     ring = RingBuffer(4)
     ring.write([1, 2, 3])
