@@ -351,3 +351,10 @@ def test_inspect_text_shows_models_and_footprint(tiny_bundle, monkeypatch, capsy
         assert name in text and f"{entry['bytes']:,d}" in text
     assert f"{manifest['footprint']['arena_bytes_tflm']:,d}" in text
     assert "int8 scale=" in text and "classes  A, B" in text and "transform log" in text
+
+
+def test_export_is_reproducible(tiny_run_dir, tiny_bundle, tmp_path):
+    again = load_bundle(export_bundle(tiny_run_dir, tmp_path / "again", quiet=True))
+    first = load_bundle(tiny_bundle)
+    assert {k: v.sha256 for k, v in again.models.items()} == {k: v.sha256 for k, v in first.models.items()}
+    assert again.manifest["files"] == first.manifest["files"]
