@@ -332,6 +332,11 @@ def test_optional_tflite_variants_and_cli(tiny_run_dir, tmp_path, monkeypatch, c
         "device_buffers"]["total_bytes"]
     assert {m["file"] for m in info["models"]} == set(bundle.models)
 
+    report = tmp_path / "inspect.json"
+    assert cli.main(["inspect", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text()) == info
+    assert "tensor arena (TFLM)" in capsys.readouterr().out
+
     assert cli.main(["export", str(tiny_run_dir), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     (out / "model_int8.tflite").write_bytes(b"tampered")
