@@ -33,6 +33,9 @@ SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"
 INPUT_LAYOUT = "NHWC (freq, time, channel)"
+#: Key under which model files carry the bundle settings as JSON (TFLite metadata buffer name,
+#: ONNX metadata_props key), so a lone model file still says how to feed it.
+MODEL_METADATA_KEY = "edgecnn"
 
 MODEL_FORMATS = ("tflite", "onnx")
 MODEL_DTYPES = ("int8", "float32", "float16", "dynamic")

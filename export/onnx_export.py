@@ -10,6 +10,7 @@ Training side: imports TensorFlow, tf2onnx and onnxruntime inside the functions 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,42 @@ def convert_float(model: Any, metadata: dict[str, str]) -> Any:
         return {OUTPUT_NAME: model(x, training=False)}
 
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=signature, opset=OPSET)
+    canonical_names(proto)
+    # tf2onnx records the traced function's name, which also counts up within a process
+    proto.graph.doc_string = f"edgecnn export of Keras model {model.name!r} (tf2onnx from_function)"
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     return proto
+
+
+_SUFFIX = re.compile(r"__(\d+)")
+
+
+def canonical_names(proto: Any) -> None:
+    """Renumber the ``__N`` suffixes tf2onnx gives the names it invents, in order of appearance.
+
+    tf2onnx draws N from a process-wide counter, so a second export in the same process would
+    otherwise give different bytes for the same model. The renumbering is one-to-one on N, so
+    distinct names stay distinct.
+    """
+    numbers: dict[str, int] = {}
+
+    def fix(name: str) -> str:
+        return _SUFFIX.sub(lambda m: f"__{numbers.setdefault(m.group(1), len(numbers) + 1)}", name)
+
+    graph = proto.graph
+    for node in graph.node:
+        node.name = fix(node.name)
+        node.input[:] = [fix(n) for n in node.input]
+        node.output[:] = [fix(n) for n in node.output]
+    for items in (graph.initializer, graph.value_info, graph.input, graph.output):
+        for item in items:
+            item.name = fix(item.name)
+    for items in (graph.value_info, graph.input, graph.output):
+        for item in items:
+            for dim in item.type.tensor_type.shape.dim:
+                if dim.HasField("dim_param"):
+                    dim.dim_param = fix(dim.dim_param)
 
 
 def set_metadata(proto: Any, metadata: dict[str, str]) -> None:

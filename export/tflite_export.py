@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import InputError
-from export.bundle import TensorSpec
+from export.bundle import MODEL_METADATA_KEY, TensorSpec
 
 TFLITE_DTYPES = ("int8", "float32", "float16", "dynamic")
 #: Name of the metadata buffer that carries the bundle settings (DSP config, classes) as JSON.
-METADATA_NAME = "edgecnn"
+METADATA_NAME = MODEL_METADATA_KEY
 
 
 def fixed_batch_model(model: Any) -> Any:

@@ -11,6 +11,7 @@ Training side: TensorFlow, tf2onnx and onnx are imported inside ``export_bundle`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -32,6 +33,7 @@ from export.bundle import (
     GOLDEN_FILE,
     INPUT_LAYOUT,
     MANIFEST_FILE,
+    MODEL_METADATA_KEY,
     SCHEMA_VERSION,
     ModelEntry,
     TensorSpec,
@@ -146,97 +148,129 @@ def _converter_chatter(quiet: bool) -> Iterator[None]:
         raise
 
 
+@dataclasses.dataclass
+class _Build:
+    """What the export steps share while a bundle is being built in ``tmp``."""
+
+    tmp: Path
+    run: RunInfo
+    model: Any
+    images: np.ndarray
+    """Calibration feature images (M, n_freq, n_frames, 1) float32."""
+    metadata_json: str
+    say: Callable[[str], None]
+    quiet: bool
+    params: int
+    macs: int
+    models: dict[str, ModelEntry] = dataclasses.field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    arena: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def chatter(self) -> contextlib.AbstractContextManager:
+        return _converter_chatter(self.quiet)
+
+    def add_model(self, key: str, specs: tuple[TensorSpec, TensorSpec], arena: int | None) -> None:
+        name, fmt, dtype = MODEL_FILES[key]
+        record = file_record(self.tmp / name)
+        self.models[name] = ModelEntry(file=name, format=fmt, dtype=dtype, sha256=record["sha256"],
+                                       bytes=record["bytes"], input=specs[0], output=specs[1],
+                                       parameters=self.params, macs=self.macs, arena_bytes=arena)
+
+    def add_file(self, name: str, role: str) -> None:
+        self.files[name] = {**file_record(self.tmp / name), "role": role}
+
+    @property
+    def int8(self) -> ModelEntry:
+        return self.models[MODEL_FILES[REQUIRED_FORMAT][0]]
+
+
 def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.ndarray,
                   labels: np.ndarray, calibration: int, say: Callable[[str], None], quiet: bool) -> None:
-    from export import onnx_export, tflite_export
-
-    def chatter():
-        return _converter_chatter(quiet)
-
-    cfg = run.cfg
     say(f"loading {run.model_path}")
-    with chatter():
+    with _converter_chatter(quiet):
         import keras
 
         model = keras.models.load_model(run.model_path, compile=False)
     _check_model(model, run)
     params, macs = footprint.count_params_macs(model)
-
     sample = stratified_sample(labels, calibration)
     say(f"computing features of {len(sample)} calibration windows")
-    images = dsp.features(windows[sample], cfg)
-    metadata = _model_metadata(run)
-    metadata_json = json.dumps(metadata, sort_keys=True)
-
-    models: dict[str, ModelEntry] = {}
-    files: dict[str, dict[str, Any]] = {}
-
-    def add_model(key: str, path: Path, specs: tuple[TensorSpec, TensorSpec], arena: int | None) -> None:
-        name, fmt, dtype = MODEL_FILES[key]
-        record = file_record(path)
-        models[name] = ModelEntry(file=name, format=fmt, dtype=dtype, sha256=record["sha256"],
-                                  bytes=record["bytes"], input=specs[0], output=specs[1],
-                                  parameters=params, macs=macs, arena_bytes=arena)
-
-    arena_int8: dict[str, int] = {}
+    build = _Build(tmp=tmp, run=run, model=model, images=dsp.features(windows[sample], run.cfg),
+                   metadata_json=json.dumps(_model_metadata(run), sort_keys=True), say=say, quiet=quiet,
+                   params=params, macs=macs)
     for key in wanted:
-        name, fmt, dtype = MODEL_FILES.get(key, (None, None, None))
-        if fmt != "tflite":
-            continue
-        say(f"converting {name}")
-        representative = (images[i:i + 1] for i in range(len(images)))
-        with chatter():
-            flat = tflite_export.convert(model, dtype, representative=representative)
-            flat = tflite_export.add_metadata(flat, tflite_export.METADATA_NAME, metadata_json.encode())
-            path = tmp / name
-            path.write_bytes(flat)
-            specs = tflite_export.tensor_specs(path)
-        arena = _arena_or_none(path, required=(key == REQUIRED_FORMAT))
-        if key == REQUIRED_FORMAT:
-            arena_int8 = arena
-        add_model(key, path, specs, arena["total"] if arena else None)
+        if key in MODEL_FILES and MODEL_FILES[key][1] == "tflite":
+            _write_tflite(build, key)
+    _write_onnx(build, wanted)
+    c_array_doc = _write_c_array(build) if C_ARRAY in wanted else None
+    _write_golden(build, windows, labels)
+    manifest = _manifest(build, c_array_doc, calibration={
+        "windows": int(len(sample)), "available": int(len(labels)),
+        "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
 
-    if "onnx_float32" in wanted or "onnx_int8" in wanted:
-        say("converting model_float32.onnx")
-        onnx_meta = {"edgecnn": metadata_json}
-        float_name = MODEL_FILES["onnx_float32"][0]
-        # the int8 model quantises the float one; keep it out of the bundle unless asked for
-        float_path = tmp / (float_name if "onnx_float32" in wanted else f".{float_name}")
-        import onnx
 
-        with chatter():
-            onnx.save(onnx_export.convert_float(model, onnx_meta), str(float_path))
-        if "onnx_float32" in wanted:
-            add_model("onnx_float32", float_path, onnx_export.tensor_specs(float_path), None)
-        if "onnx_int8" in wanted:
-            say("quantising model_int8.onnx")
-            int8_path = tmp / MODEL_FILES["onnx_int8"][0]
-            with chatter():
-                onnx_export.quantize_int8(float_path, int8_path, images, onnx_meta)
-            add_model("onnx_int8", int8_path, onnx_export.tensor_specs(int8_path), None)
-        if "onnx_float32" not in wanted:
-            float_path.unlink()
-    for leftover in tmp.glob("*-opt.onnx"):  # onnxruntime's pre-processing scratch, if any
+def _write_tflite(build: _Build, key: str) -> None:
+    from export import tflite_export
+
+    name, _, dtype = MODEL_FILES[key]
+    build.say(f"converting {name}")
+    images = build.images
+    with build.chatter():
+        flat = tflite_export.convert(build.model, dtype,
+                                     representative=(images[i:i + 1] for i in range(len(images))))
+        flat = tflite_export.add_metadata(flat, MODEL_METADATA_KEY, build.metadata_json.encode())
+        (build.tmp / name).write_bytes(flat)
+        specs = tflite_export.tensor_specs(build.tmp / name)
+    arena = _arena_or_none(build.tmp / name, required=(key == REQUIRED_FORMAT))
+    if key == REQUIRED_FORMAT:
+        build.arena = arena
+    build.add_model(key, specs, arena["total"] if arena else None)
+
+
+def _write_onnx(build: _Build, wanted: tuple[str, ...]) -> None:
+    if "onnx_float32" not in wanted and "onnx_int8" not in wanted:
+        return
+    import onnx
+
+    from export import onnx_export
+
+    meta = {MODEL_METADATA_KEY: build.metadata_json}
+    float_name = MODEL_FILES["onnx_float32"][0]
+    # the int8 model quantises the float one; keep that out of the bundle unless asked for
+    float_path = build.tmp / (float_name if "onnx_float32" in wanted else f".{float_name}")
+    build.say(f"converting {float_name}")
+    with build.chatter():
+        onnx.save(onnx_export.convert_float(build.model, meta), str(float_path))
+    if "onnx_float32" in wanted:
+        build.add_model("onnx_float32", onnx_export.tensor_specs(float_path), None)
+    if "onnx_int8" in wanted:
+        int8_name = MODEL_FILES["onnx_int8"][0]
+        build.say(f"quantising {int8_name}")
+        with build.chatter():
+            onnx_export.quantize_int8(float_path, build.tmp / int8_name, build.images, meta)
+        build.add_model("onnx_int8", onnx_export.tensor_specs(build.tmp / int8_name), None)
+    if "onnx_float32" not in wanted:
+        float_path.unlink()
+    for leftover in build.tmp.glob("*-opt.onnx"):  # onnxruntime's pre-processing scratch, if any
         leftover.unlink()
 
-    int8_entry = models[MODEL_FILES[REQUIRED_FORMAT][0]]
-    int8_path = tmp / int8_entry.file
-    c_array_doc = None
-    if C_ARRAY in wanted:
-        say(f"writing {C_ARRAY_STEM}.cc/.h")
-        c_array_doc = _write_c_array(tmp, int8_path.read_bytes(), int8_entry)
-        for suffix in (".h", ".cc"):
-            files[C_ARRAY_STEM + suffix] = {**file_record(tmp / (C_ARRAY_STEM + suffix)), "role": "c_array"}
 
-    say("computing golden vectors")
+def _write_golden(build: _Build, windows: np.ndarray, labels: np.ndarray) -> None:
+    build.say("computing golden vectors")
     chosen = golden.select_golden(labels)
-    with chatter():
-        vectors = golden.golden_vectors(windows[chosen], labels[chosen], cfg, int8_path,
-                                        int8_entry.input, int8_entry.output)
-    np.savez_compressed(tmp / GOLDEN_FILE, **vectors)
-    files[GOLDEN_FILE] = {**file_record(tmp / GOLDEN_FILE), "role": "golden"}
+    entry = build.int8
+    with build.chatter():
+        vectors = golden.golden_vectors(windows[chosen], labels[chosen], build.run.cfg,
+                                        build.tmp / entry.file, entry.input, entry.output)
+    np.savez_compressed(build.tmp / GOLDEN_FILE, **vectors)
+    build.add_file(GOLDEN_FILE, "golden")
 
-    manifest = {
+
+def _manifest(build: _Build, c_array_doc: dict[str, Any] | None,
+              calibration: dict[str, Any]) -> dict[str, Any]:
+    cfg, run, int8 = build.run.cfg, build.run, build.int8
+    return {
         "format": BUNDLE_FORMAT,
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -245,25 +279,22 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
         "dsp": cfg.to_dict(),
         "input": {"shape": [1, *cfg.input_shape], "layout": INPUT_LAYOUT, "dtype": "float32",
                   "description": "normalised spectrogram features (edgecnn.dsp.features)"},
-        "models": {name: entry.to_dict() for name, entry in models.items()},
-        "files": files,
+        "models": {name: entry.to_dict() for name, entry in build.models.items()},
+        "files": build.files,
         "footprint": {
-            "flash_bytes": int8_entry.bytes,
-            "arena_bytes_tflm": arena_int8["total"],
-            "arena_head_bytes": arena_int8.get("head"),
-            "arena_tail_bytes": arena_int8.get("tail"),
+            "flash_bytes": int8.bytes,
+            "arena_bytes_tflm": build.arena["total"],
+            "arena_head_bytes": build.arena.get("head"),
+            "arena_tail_bytes": build.arena.get("tail"),
             "arena_note": footprint.ARENA_NOTE,
             "device_buffers": footprint.device_buffers(cfg),
         },
-        "calibration": {"windows": int(len(sample)), "available": int(len(labels)),
-                        "per_class": _class_counts(labels[sample], run.classes),
-                        "seed": CALIBRATION_SEED},
+        "calibration": calibration,
         "training": _training_summary(run),
         "golden": GOLDEN_FILE,
         "c_array": c_array_doc,
         "tool_versions": tool_versions(),
     }
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _check_model(model: Any, run: RunInfo) -> None:
@@ -286,15 +317,20 @@ def _arena_or_none(path: Path, *, required: bool) -> dict[str, int] | None:
         return None  # e.g. dynamic-range models: tflite-micro has no hybrid kernels
 
 
-def _write_c_array(tmp: Path, data: bytes, entry: ModelEntry) -> dict[str, Any]:
+def _write_c_array(build: _Build) -> dict[str, Any]:
+    entry = build.int8
+    build.say(f"writing {C_ARRAY_STEM}.cc/.h")
     symbol = carray.c_symbol(C_ARRAY_STEM)
-    header = f"{C_ARRAY_STEM}.h"
-    (tmp / header).write_text(carray.c_header(symbol))
+    header, source = f"{C_ARRAY_STEM}.h", f"{C_ARRAY_STEM}.cc"
     comment = (f"{entry.file}: {entry.bytes} bytes, sha256 {entry.sha256}\n"
                f"input scale {entry.input.scale!r} zero_point {entry.input.zero_point}")
-    (tmp / f"{C_ARRAY_STEM}.cc").write_text(carray.c_source(data, symbol, header=header, comment=comment))
-    return {"source": f"{C_ARRAY_STEM}.cc", "header": header, "symbol": symbol,
-            "length_symbol": f"{symbol}_len", "model": entry.file, "alignment": 16}
+    (build.tmp / header).write_text(carray.c_header(symbol))
+    data = (build.tmp / entry.file).read_bytes()
+    (build.tmp / source).write_text(carray.c_source(data, symbol, header=header, comment=comment))
+    build.add_file(header, "c_array")
+    build.add_file(source, "c_array")
+    return {"source": source, "header": header, "symbol": symbol, "length_symbol": f"{symbol}_len",
+            "model": entry.file, "alignment": 16}
 
 
 def _class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:

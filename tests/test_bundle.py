@@ -70,6 +70,9 @@ def test_load_bundle_gives_config_classes_and_models(tiny_bundle, tiny_run_dir):
     assert bundle.manifest["format"] == BUNDLE_FORMAT and bundle.manifest["schema_version"] == SCHEMA_VERSION
     assert bundle.manifest["dsp"]["feature_version"] == 1
     assert set(bundle.golden()) >= {"windows", "features", "input_int8", "output_int8"}
+    training = bundle.manifest["training"]
+    assert (training["arch"], training["seed"], training["data"]["windows"]) == ("tiny", 0, 96)
+    assert bundle.manifest["tool_versions"]["tensorflow"].startswith("2.")
 
 
 def test_missing_model_format_names_what_exists(tiny_bundle):

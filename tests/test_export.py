@@ -332,6 +332,11 @@ def test_optional_tflite_variants_and_cli(tiny_run_dir, tmp_path, monkeypatch, c
         "device_buffers"]["total_bytes"]
     assert {m["file"] for m in info["models"]} == set(bundle.models)
 
+    report = tmp_path / "inspect.json"
+    assert cli.main(["inspect", str(out), "--json", str(report)]) == 0
+    assert json.loads(report.read_text()) == info
+    assert "tensor arena (TFLM)" in capsys.readouterr().out
+
     assert cli.main(["export", str(tiny_run_dir), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     (out / "model_int8.tflite").write_bytes(b"tampered")
@@ -351,3 +356,10 @@ def test_inspect_text_shows_models_and_footprint(tiny_bundle, monkeypatch, capsy
         assert name in text and f"{entry['bytes']:,d}" in text
     assert f"{manifest['footprint']['arena_bytes_tflm']:,d}" in text
     assert "int8 scale=" in text and "classes  A, B" in text and "transform log" in text
+
+
+def test_export_is_reproducible(tiny_run_dir, tiny_bundle, tmp_path):
+    again = load_bundle(export_bundle(tiny_run_dir, tmp_path / "again", quiet=True))
+    first = load_bundle(tiny_bundle)
+    assert {k: v.sha256 for k, v in again.models.items()} == {k: v.sha256 for k, v in first.models.items()}
+    assert again.manifest["files"] == first.manifest["files"]
