@@ -124,7 +124,7 @@ def test_realtime_paces_at_the_sensor_rate(tiny_bundle):
     assert time.perf_counter() - start >= 1.5
 
 
-def test_device_side_imports_no_tensorflow(tiny_bundle):
+def test_device_side_imports_no_tensorflow(tiny_bundle, tmp_path):
     """Import firmware_sim, run a stream through every runtime and the CLI; check sys.modules."""
     code = f"""
 import json, sys
@@ -140,6 +140,11 @@ for name in ("litert", "tflm", "onnxruntime"):
         rt = runtime.StreamRuntime(bundle.cfg, bundle.classes, interp)
         counts[name] = rt.run(sources.SynthSource("synth:duration=1.5", bundle.cfg.fs).blocks())["decisions"]
 code = main(["stream", {str(tiny_bundle)!r}, "--source", "synth:duration=1.5", "--quiet"])
+from scipy.io import wavfile  # file replay goes through the data layer and the resampler too
+import numpy as np
+wavfile.write({str(tmp_path / "replay.wav")!r}, 12000, np.zeros(15000, dtype=np.float32))
+code += main(["stream", {str(tiny_bundle)!r}, "--source", {str(tmp_path / "replay.wav")!r},
+              "--resample", "--quiet"])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "tf_keras"))
 print(json.dumps({{"code": code, "counts": counts, "heavy": heavy}}))
 """
