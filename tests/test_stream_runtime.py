@@ -163,3 +163,21 @@ def test_unknown_or_missing_runtime_is_a_clear_error(bundle):
     except ImportError:
         with pytest.raises(ConfigError, match="runtime tflite-runtime is not installed"):
             open_interpreter("tflite-runtime", bundle)
+
+
+def test_a_stalled_source_is_counted_and_decisions_stay_valid(bundle, signal):
+    now = [0.0]
+    period = 256 / bundle.cfg.fs
+
+    def arriving(blocks):
+        for block in blocks:
+            now[0] += period * (6.0 if block.seq == 100 else 1.0)  # block 100 comes 5 periods late
+            yield block
+
+    blocks = arriving(ArraySource(signal, bundle.cfg.fs, block=256).blocks())
+    with open_interpreter("litert", bundle) as interp:
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, clock=lambda: now[0])
+        summary = rt.run(blocks, watch_stalls=True)
+    assert summary["faults"]["stalls"] == 1
+    assert summary["faults"]["longest_stall_s"] == pytest.approx(6 * period)
+    assert summary["invalid_decisions"] == 0

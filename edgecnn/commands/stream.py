@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         blocks = trace.watch(blocks)
     wall = time.perf_counter()
     try:
-        result = runtime.run(blocks, on_decision)
+        # Arrival times matter when blocks come at the sensor's pace (live stdin or --realtime).
+        result = runtime.run(blocks, on_decision, watch_stalls=args.realtime or args.source == "-")
     finally:
         wall = time.perf_counter() - wall
         interpreter.close()
