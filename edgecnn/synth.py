@@ -63,7 +63,7 @@ def draw_machines(n: int, rng: np.random.Generator, *, faulty: np.ndarray, diffi
     """Per-recording machine parameters (arrays of length n)."""
     # Severity: impact peak over noise RMS, log-uniform; difficulty widens it down into the noise.
     sev_hi = 3.0
-    sev_lo = sev_hi * 10.0 ** (-1.2 * difficulty)
+    sev_lo = sev_hi * 10.0 ** (-0.6 * difficulty)
     return {
         "shaft_hz": rng.uniform(10.0, 40.0, n),
         "gain": np.exp(rng.uniform(np.log(0.4), np.log(2.5), n)),

@@ -1,0 +1,365 @@
+"""Readers: every supported recording format in, ``Recording`` objects out.
+
+Formats: the reference pickle (read with a restricted unpickler: numpy arrays, dtypes and plain
+containers only, so a pickle that would run code is refused and runs nothing), ``.npz`` recordings
+(the layout of shared/data/cwru and mfpt), WAV, CSV (one column, or time and signal), MATLAB ``.mat``
+(CWRU ``X097_DE_time`` naming, MFPT ``bearing`` struct) and folders of any of these.
+``read_recordings(path)`` picks the reader from the path.
+
+numpy/scipy only: the device side replays files through this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import pickle
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import InputError
+
+SUFFIXES = (".pkl", ".pickle", ".npz", ".wav", ".csv", ".txt", ".mat")
+#: Rate assumed for CSV files with a single column and no ``# fs=`` header line.
+DEFAULT_CSV_FS = 12800.0
+
+
+@dataclasses.dataclass
+class Recording:
+    """One recording: a 1-D signal, or (k, L) pre-cut windows (the reference pickle's rows)."""
+
+    signal: np.ndarray
+    fs: float
+    label: str | None
+    id: str
+    source: str
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_windows(self) -> bool:
+        return self.signal.ndim == 2
+
+    @property
+    def duration_s(self) -> float:
+        return self.signal.size / self.fs
+
+    def continuous(self) -> np.ndarray:
+        """The samples as one 1-D float32 array (pre-cut windows played back to back)."""
+        return np.ascontiguousarray(self.signal, dtype=np.float32).reshape(-1)
+
+
+def read_recordings(path: str | Path, *, progress: Callable[[int, int], None] | None = None,
+                    ) -> list[Recording]:
+    """Read a file or a folder (recursively, sorted) of supported recordings."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                       and not p.name.startswith("."))
+        if not files:
+            raise InputError(f"{path}: no recordings found (supported: {', '.join(SUFFIXES)})")
+        out: list[Recording] = []
+        for i, file in enumerate(files):
+            rel_parent = file.parent.relative_to(path)
+            folder_label = rel_parent.parts[0] if rel_parent.parts else None
+            out.extend(_read_file(file, folder_label=folder_label))
+            if progress is not None:
+                progress(i + 1, len(files))
+        return out
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    return _read_file(path, folder_label=None)
+
+
+def _read_file(path: Path, *, folder_label: str | None) -> list[Recording]:
+    suffix = path.suffix.lower()
+    readers = {".pkl": read_pickle, ".pickle": read_pickle, ".npz": read_npz, ".wav": read_wav,
+               ".csv": read_csv, ".txt": read_csv, ".mat": read_mat}
+    reader = readers.get(suffix)
+    if reader is None:
+        raise InputError(f"{path}: unsupported file type {suffix!r} (supported: {', '.join(SUFFIXES)})")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    recordings = reader(path)
+    if folder_label is not None:
+        for rec in recordings:
+            if rec.meta.get("label_from") == "file name":
+                rec.label = folder_label
+                rec.meta["label_from"] = "folder"
+    return recordings
+
+
+# --- validation -------------------------------------------------------------------------------------
+def as_signal(values: Any, source: str, *, what: str = "signal", ndim: tuple[int, ...] = (1,)) -> np.ndarray:
+    """Validate a signal array (real numbers, finite, non-empty) and return it as float32."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{source}: {what} has dtype {arr.dtype}; need real numbers (int or float)")
+    if arr.ndim not in ndim:
+        raise InputError(f"{source}: {what} must be {' or '.join(f'{d}-D' for d in ndim)}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{source}: {what} is empty")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(f"{source}: {what} has {bad} NaN/Inf samples; clean or drop the recording")
+    return arr
+
+
+def _as_rate(value: Any, source: str) -> float:
+    try:
+        fs = float(np.asarray(value).reshape(()))
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: sample rate {value!r} is not a number") from None
+    if not np.isfinite(fs) or fs <= 0:
+        raise InputError(f"{source}: sample rate {fs!r} must be a finite number of Hz > 0")
+    return fs
+
+
+# --- the reference pickle ---------------------------------------------------------------------------
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "float64"), ("numpy", "float32"), ("numpy", "int64"), ("numpy", "int32"),
+    ("numpy", "bool_"), ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
+    ("numpy.dtypes", "Int64DType"), ("numpy.dtypes", "Int32DType"), ("numpy.dtypes", "BoolDType"),
+    ("numpy.dtypes", "StrDType"), ("numpy.dtypes", "UInt8DType"), ("numpy.dtypes", "Int16DType"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits numpy arrays, dtypes and plain containers; refuses any other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and plain "
+                                     f"containers are allowed in a data pickle")
+
+
+def load_pickle_safely(path: Path) -> Any:
+    """Unpickle with the restricted unpickler; every failure becomes an InputError."""
+    try:
+        with open(path, "rb") as fh:
+            return _RestrictedUnpickler(io.BufferedReader(fh)).load()
+    except pickle.UnpicklingError as exc:
+        raise InputError(f"{path}: unsafe or corrupt pickle ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        raise InputError(f"{path}: not a readable data pickle ({type(exc).__name__}: {exc})") from None
+
+
+def read_pickle(path: Path) -> list[Recording]:
+    """The reference format: dict with ``signal`` (N x L), ``label`` (N x C one-hot), ``time`` (N x L).
+
+    Optional: ``recording`` (N,) ids grouping rows into recordings (else each row is its own
+    recording), ``fs`` (else from ``time``, else 12800 Hz) and ``classes`` (column names; else A, B, ...).
+    """
+    data = load_pickle_safely(path)
+    src = str(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{src}: pickle holds a {type(data).__name__}; expected a dict with 'signal' and 'label'")
+    missing = [k for k in ("signal", "label") if k not in data]
+    if missing:
+        raise InputError(f"{src}: pickle dict lacks {missing}; the reference format has 'time', 'signal', 'label'")
+    signal = as_signal(data["signal"], src, ndim=(2,))
+    label = np.asarray(data["label"])
+    if label.dtype.kind not in "biuf":
+        raise InputError(f"{src}: label has dtype {label.dtype}; expected one-hot numbers (N x C)")
+    if label.ndim == 1:
+        n_classes = int(label.max()) + 1 if label.size else 0
+        index = label.astype(np.int64)
+    elif label.ndim == 2:
+        n_classes = label.shape[1]
+        index = np.argmax(label, axis=1)
+    else:
+        raise InputError(f"{src}: label must be N x C one-hot (or N class indices), got shape {label.shape}")
+    if label.shape[0] != signal.shape[0]:
+        raise InputError(f"{src}: {signal.shape[0]} signal rows but {label.shape[0]} label rows")
+    classes = data.get("classes")
+    if classes is None:
+        classes = [chr(ord("A") + i) if i < 26 else f"class{i}" for i in range(n_classes)]
+    classes = [str(c) for c in classes]
+    if len(classes) < n_classes:
+        raise InputError(f"{src}: {n_classes} label columns but only {len(classes)} class names")
+    fs = data.get("fs")
+    if fs is None and "time" in data:
+        time = np.asarray(data["time"], dtype=np.float64)
+        row = time[0] if time.ndim == 2 else time
+        if row.size >= 2 and np.all(np.isfinite(row[:2])) and row[1] > row[0]:
+            fs = round(1.0 / (row[1] - row[0]), 6)
+    fs = _as_rate(fs, src) if fs is not None else 12800.0
+    groups = data.get("recording")
+    if groups is None:
+        groups = np.arange(signal.shape[0])
+    groups = np.asarray(groups)
+    if groups.shape != (signal.shape[0],):
+        raise InputError(f"{src}: 'recording' must have one id per row ({signal.shape[0]}), got {groups.shape}")
+    out = []
+    for gid in dict.fromkeys(groups.tolist()):
+        rows = np.flatnonzero(groups == gid)
+        cls = np.unique(index[rows])
+        if cls.size != 1:
+            raise InputError(f"{src}: recording {gid!r} mixes classes {[classes[c] for c in cls]}")
+        out.append(Recording(signal=signal[rows], fs=fs, label=classes[int(cls[0])], id=f"{path.stem}:{gid}",
+                             source=src, meta={"class_order": classes, "label_from": "one-hot"}))
+    return out
+
+
+# --- npz ----------------------------------------------------------------------------------------------
+def read_npz(path: Path) -> list[Recording]:
+    """One recording per file: ``signal``, ``fs``, optional ``label`` and scalar metadata."""
+    src = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.files)
+            if "signal" not in keys:
+                raise InputError(f"{src}: npz has no 'signal' array (keys: {keys})")
+            signal = as_signal(data["signal"], src, ndim=(1, 2))
+            fs = _as_rate(data["fs"], src) if "fs" in keys else None
+            meta: dict[str, Any] = {}
+            for key in keys:
+                if key in ("signal", "fs"):
+                    continue
+                value = data[key]
+                if value.ndim == 0:
+                    meta[key] = value.item()
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        raise InputError(f"{src}: not a readable npz recording ({type(exc).__name__}: {exc})") from None
+    if fs is None:
+        raise InputError(f"{src}: npz has no 'fs' (sample rate); add it, e.g. np.savez(..., fs=12800)")
+    label = meta.pop("label", None)
+    meta["label_from"] = "label key" if label is not None else "file name"
+    return [Recording(signal=signal, fs=fs, label=str(label) if label is not None else path.stem,
+                      id=path.stem, source=src, meta=meta)]
+
+
+# --- WAV ----------------------------------------------------------------------------------------------
+def read_wav(path: Path) -> list[Recording]:
+    """A mono or multi-channel WAV (first channel used); integer PCM scaled to [-1, 1)."""
+    from scipy.io import wavfile
+
+    src = str(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fs, data = wavfile.read(path)
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        raise InputError(f"{src}: not a readable WAV file ({type(exc).__name__}: {exc})") from None
+    truncated = [w for w in caught if "EOF prematurely" in str(w.message)]
+    if truncated:
+        raise InputError(f"{src}: WAV file is truncated ({truncated[0].message})")
+    data = np.asarray(data)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    if data.ndim == 2:
+        data = data[:, 0]
+    if data.dtype.kind in "iu":
+        info = np.iinfo(data.dtype)
+        scale = float(-info.min) if data.dtype.kind == "i" else (info.max + 1) / 2.0
+        offset = 0.0 if data.dtype.kind == "i" else scale
+        data = (data.astype(np.float64) - offset) / scale
+    signal = as_signal(data, src)
+    return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
+                      meta={"channels": channels, "label_from": "file name"})]
+
+
+# --- CSV ----------------------------------------------------------------------------------------------
+_FS_HEADER = re.compile(r"fs\s*[=:]\s*([0-9.eE+-]+)")
+
+
+def read_csv(path: Path) -> list[Recording]:
+    """One column (signal; rate from a ``# fs=...`` line or 12800 Hz) or two (time in s, signal)."""
+    src = str(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{src}: not a readable text file ({type(exc).__name__})") from None
+    fs_header = None
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            match = _FS_HEADER.search(stripped)
+            if match:
+                fs_header = match.group(1)
+            continue
+        fields = [f for f in re.split(r"[,;\s]+", stripped) if f]
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            if rows:
+                raise InputError(f"{src}:{line_no}: not a number in {stripped[:40]!r}") from None
+            continue  # a header line
+    if not rows:
+        raise InputError(f"{src}: no numeric rows")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1 or widths.pop() not in (1, 2):
+        raise InputError(f"{src}: need 1 column (signal) or 2 (time, signal) in every row")
+    table = np.asarray(rows, dtype=np.float64)
+    if table.shape[1] == 2:
+        time, values = table[:, 0], table[:, 1]
+        steps = np.diff(time)
+        if time.size < 2 or not np.all(np.isfinite(steps)) or steps.min() <= 0:
+            raise InputError(f"{src}: the time column must increase")
+        if steps.max() - steps.min() > 1e-3 * steps.mean():
+            raise InputError(f"{src}: the time column is not uniformly sampled")
+        fs = round(1.0 / steps.mean(), 3)
+    else:
+        values = table[:, 0]
+        fs = float(fs_header) if fs_header is not None else DEFAULT_CSV_FS
+    signal = as_signal(values, src)
+    return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
+                      meta={"label_from": "file name"})]
+
+
+# --- MATLAB -------------------------------------------------------------------------------------------
+_CWRU_VAR = re.compile(r"^X(\d+)_DE_time$")
+_CWRU_LABELS = (("normal", "normal"), ("IR", "inner_race"), ("OR", "outer_race"), ("B0", "ball"),
+                ("Inner", "inner_race"), ("Outer", "outer_race"))
+
+
+def read_mat(path: Path) -> list[Recording]:
+    """CWRU files (drive-end ``X###_DE_time``) or MFPT files (``bearing`` struct with gs, sr)."""
+    from scipy.io import loadmat
+
+    src = str(path)
+    try:
+        data = loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        raise InputError(f"{src}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+    label = next((name for token, name in _CWRU_LABELS if token in path.stem), path.stem)
+    if "bearing" in data and hasattr(data["bearing"], "gs"):
+        bearing = data["bearing"]
+        signal = as_signal(np.ravel(bearing.gs), src, what="bearing.gs")
+        return [Recording(signal=signal, fs=_as_rate(bearing.sr, src), label=label, id=path.stem, source=src,
+                          meta={"label_from": "file name", "mat_variable": "bearing.gs"})]
+    de_vars = sorted(k for k in data if _CWRU_VAR.match(k))
+    if not de_vars:
+        raise InputError(f"{src}: no CWRU drive-end variable (X###_DE_time) nor MFPT 'bearing' struct; "
+                         f"variables: {sorted(k for k in data if not k.startswith('__'))}")
+    number = re.findall(r"(\d+)", path.stem)
+    chosen = next((v for v in de_vars if number and _CWRU_VAR.match(v).group(1).lstrip("0")
+                   == number[-1].lstrip("0")), de_vars[0])
+    for key in ("fs", "Fs", "sr"):
+        if key in data:
+            fs = _as_rate(data[key], src)
+            break
+    else:
+        # CWRU publishes 12 kHz and 48 kHz sets; the normal baselines were recorded at 48 kHz.
+        fs = 48000.0 if ("48k" in path.stem or path.stem.lower().startswith("normal")) else 12000.0
+    signal = as_signal(np.ravel(data[chosen]), src, what=chosen)
+    rpm_key = chosen.replace("_DE_time", "RPM")
+    meta = {"label_from": "file name", "mat_variable": chosen}
+    if rpm_key in data:
+        meta["rpm"] = float(np.asarray(data[rpm_key]).reshape(-1)[0])
+    return [Recording(signal=signal, fs=fs, label=label, id=path.stem, source=src, meta=meta)]

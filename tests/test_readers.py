@@ -1,0 +1,140 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+from scipy.io import savemat, wavfile
+
+from edgecnn import synth
+from edgecnn.errors import InputError
+from edgecnn.readers import read_recordings
+from tests.util import SHARED_DATA
+
+DATA = SHARED_DATA
+
+
+class _Evil:
+    """Pickles into a call of os.system that would create a file when loaded."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"signal": np.zeros((2, 10)), "label": _Evil(marker)}))
+    with pytest.raises(InputError, match=r"evil.pkl: unsafe or corrupt pickle \(refused to load posix.system"):
+        read_recordings(path)
+    assert not marker.exists()
+
+
+def test_reference_pickle_with_and_without_recording_ids(tmp_path):
+    data = synth.generate(n=12, seed=0, n_recordings=4)
+    path = synth.write_pickle(tmp_path / "d.pkl", data)
+    recs = read_recordings(path)
+    assert len(recs) == 4 and all(r.signal.shape == (3, 10000) for r in recs)
+    assert {r.label for r in recs} == {"A", "B"} and recs[0].fs == 12800.0
+    # the notebook's own minimal dict: time, signal, label only -> one recording per row, fs from time
+    plain = {"time": data["time"][:5] * (12800 / 12000), "signal": data["signal"][:5], "label": data["label"][:5]}
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps(plain))
+    recs = read_recordings(tmp_path / "plain.pkl")
+    assert len(recs) == 5 and recs[0].fs == pytest.approx(12000.0)
+    np.testing.assert_array_equal(recs[2].signal[0], data["signal"][2])
+
+
+def test_npz_wav_csv_mat_readers(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=24000).astype(np.float32)
+    np.savez(tmp_path / "rec.npz", signal=x, fs=12000.0, label="inner_race", load_hp=1)
+    (rec,) = read_recordings(tmp_path / "rec.npz")
+    assert rec.label == "inner_race" and rec.fs == 12000.0 and rec.meta["load_hp"] == 1
+    np.testing.assert_array_equal(rec.signal, x)
+
+    pcm = (x / np.abs(x).max() * 20000).astype(np.int16)
+    wavfile.write(tmp_path / "motor.wav", 12800, pcm)
+    (rec,) = read_recordings(tmp_path / "motor.wav")
+    assert rec.fs == 12800 and rec.label == "motor"
+    np.testing.assert_allclose(rec.signal, pcm / 32768.0, rtol=1e-6)
+    stereo = np.stack([pcm, -pcm], axis=1)
+    wavfile.write(tmp_path / "st.wav", 12800, stereo)
+    (rec,) = read_recordings(tmp_path / "st.wav")
+    assert rec.meta["channels"] == 2 and rec.signal[0] == pytest.approx(pcm[0] / 32768.0)
+
+    np.savetxt(tmp_path / "one.csv", x[:3000], header="fs=12000", comments="# ")
+    (rec,) = read_recordings(tmp_path / "one.csv")
+    assert rec.fs == 12000.0 and rec.signal.size == 3000
+    t = np.arange(3000) / 25600.0
+    np.savetxt(tmp_path / "two.csv", np.stack([t, x[:3000]], axis=1), delimiter=",", header="time,signal",
+               comments="")
+    (rec,) = read_recordings(tmp_path / "two.csv")
+    assert rec.fs == pytest.approx(25600.0) and rec.signal.size == 3000
+
+    savemat(tmp_path / "12k_Drive_End_IR007_0_105.mat",
+            {"X105_DE_time": x[:, None].astype(np.float64), "X105_FE_time": np.zeros((10, 1)),
+             "X105RPM": np.array([[1797.0]]), "X999_DE_time": np.ones((5, 1))})
+    (rec,) = read_recordings(tmp_path / "12k_Drive_End_IR007_0_105.mat")
+    assert rec.label == "inner_race" and rec.fs == 12000.0 and rec.meta["mat_variable"] == "X105_DE_time"
+    assert rec.meta["rpm"] == 1797.0
+    np.testing.assert_allclose(rec.signal, x)
+    savemat(tmp_path / "normal_0_97.mat", {"X097_DE_time": x[:, None]})
+    (rec,) = read_recordings(tmp_path / "normal_0_97.mat")
+    assert rec.label == "normal" and rec.fs == 48000.0
+    savemat(tmp_path / "OuterRaceFault_1.mat", {"bearing": {"gs": x[:, None], "sr": 48828.0, "rate": 25}})
+    (rec,) = read_recordings(tmp_path / "OuterRaceFault_1.mat")
+    assert rec.label == "outer_race" and rec.fs == 48828.0
+
+
+def test_folder_labels_come_from_subfolders(tmp_path):
+    for label in ("healthy", "faulty"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            wavfile.write(tmp_path / label / f"m{i}.wav", 12800, np.zeros(20000, dtype=np.int16) + i)
+    recs = read_recordings(tmp_path)
+    assert sorted(r.label for r in recs) == ["faulty", "faulty", "healthy", "healthy"]
+
+
+@pytest.mark.parametrize("name,content,match", [
+    ("empty.npz", b"", r"empty.npz: file is empty"),
+    ("trunc.npz", b"PK\x03\x04garbage", r"trunc.npz: not a readable npz recording"),
+    ("bad.wav", b"RIFF\x00\x00", r"bad.wav: not a readable WAV file"),
+    ("bad.pkl", b"\x80\x04\x95", r"bad.pkl: unsafe or corrupt pickle \(pickle data was truncated\)"),
+    ("junk.pkl", b"\x80\x04K\x01.", r"junk.pkl: pickle holds a int; expected a dict"),
+    ("bad.mat", b"MATLAB 5.0 nonsense" * 10, r"bad.mat: not a readable MATLAB file"),
+    ("bad.csv", b"1.0\nabc\n", r"bad.csv:2: not a number in 'abc'"),
+    ("x.flac", b"fLaC", r"x.flac: unsupported file type '.flac'"),
+])
+def test_corrupt_files_raise_input_error(tmp_path, name, content, match):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(InputError, match=match):
+        read_recordings(tmp_path / name)
+
+
+def test_bad_values_raise_input_error(tmp_path):
+    np.savez(tmp_path / "nan.npz", signal=np.array([1.0, np.nan, 2.0]), fs=100.0)
+    with pytest.raises(InputError, match=r"nan.npz: signal has 1 NaN/Inf samples"):
+        read_recordings(tmp_path / "nan.npz")
+    np.savez(tmp_path / "cplx.npz", signal=np.ones(5, dtype=complex), fs=100.0)
+    with pytest.raises(InputError, match=r"cplx.npz: signal has dtype complex128; need real numbers"):
+        read_recordings(tmp_path / "cplx.npz")
+    np.savez(tmp_path / "nofs.npz", signal=np.ones(5))
+    with pytest.raises(InputError, match=r"nofs.npz: npz has no 'fs'"):
+        read_recordings(tmp_path / "nofs.npz")
+    (tmp_path / "mismatch.pkl").write_bytes(pickle.dumps({"signal": np.zeros((3, 10)), "label": np.eye(2)}))
+    with pytest.raises(InputError, match=r"3 signal rows but 2 label rows"):
+        read_recordings(tmp_path / "mismatch.pkl")
+    with pytest.raises(InputError, match=r"no such file or folder"):
+        read_recordings(tmp_path / "missing.npz")
+
+
+@pytest.mark.skipif(not (DATA / "cwru").is_dir(), reason=f"real recordings not found at {DATA}/cwru")
+def test_real_cwru_and_mfpt_folders():
+    cwru = read_recordings(DATA / "cwru")
+    assert len(cwru) == 13 and {r.label for r in cwru} == {"normal", "ball", "inner_race", "outer_race"}
+    assert all(r.fs == 12000.0 for r in cwru)
+    mfpt = read_recordings(DATA / "mfpt")
+    assert len(mfpt) == 10 and all(r.fs == 48828.0 for r in mfpt)
+    assert {r.meta["load_lb"] for r in mfpt} >= {0.0, 200.0}

@@ -1,0 +1,106 @@
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.signal import butter, hilbert, sosfiltfilt
+
+from edgecnn import synth
+from edgecnn.errors import ConfigError
+from tests.util import SHARED_DATA, run_cli
+
+SHARED = SHARED_DATA.parent
+
+
+def test_deterministic_for_a_seed_and_reference_layout():
+    a = synth.generate(n=40, seed=7)
+    b = synth.generate(n=40, seed=7)
+    c = synth.generate(n=40, seed=8)
+    assert np.array_equal(a["signal"], b["signal"]) and not np.array_equal(a["signal"], c["signal"])
+    assert a["signal"].shape == (40, 10000) and a["signal"].dtype == np.float32
+    assert a["time"].shape == (40, 10000)
+    np.testing.assert_allclose(a["time"][3, :3], [0, 1 / 12800, 2 / 12800], rtol=1e-6)
+    assert a["label"].shape == (40, 2) and np.all(a["label"].sum(axis=1) == 1)
+    assert set(np.unique(a["recording"])) == set(range(4))
+    # each recording has one class; both classes present, balanced over recordings
+    for rid in range(4):
+        rows = a["label"][a["recording"] == rid]
+        assert len(np.unique(rows.argmax(1))) == 1
+    assert a["label"].sum(axis=0).tolist() == [20.0, 20.0]
+
+
+def _envelope_peak_hz(x, fs, band):
+    sos = butter(4, band, btype="bandpass", fs=fs, output="sos")
+    env = np.abs(hilbert(sosfiltfilt(sos, x)))
+    spec = np.abs(np.fft.rfft(env - env.mean()))
+    freqs = np.fft.rfftfreq(env.size, 1 / fs)
+    keep = (freqs > 5) & (freqs < 400)
+    return freqs[keep][np.argmax(spec[keep])]
+
+
+def test_faulty_windows_carry_the_defect_frequency_in_their_envelope():
+    data = synth.generate(n=60, seed=3, n_recordings=6)
+    m = data["machines"]
+    faulty = np.flatnonzero(m["faulty"])
+    rid = faulty[np.argmax(m["severity"][faulty])]
+    window = data["signal"][data["recording"] == rid][0].astype(np.float64)
+    f_res = m["resonance_hz"][rid]
+    peak = _envelope_peak_hz(window, 12800, (f_res - 400, min(f_res + 400, 6300)))
+    defect = m["defect_order"][rid] * m["shaft_hz"][rid]
+    assert abs(peak - defect) < 0.05 * defect + 2.0
+
+
+def test_difficulty_reaches_severity_into_the_noise():
+    easy = synth.generate(n=400, seed=0, n_recordings=200, difficulty=0.3)["machines"]
+    hard = synth.generate(n=400, seed=0, n_recordings=200, difficulty=2.0)["machines"]
+    assert np.median(hard["severity"][hard["faulty"]]) < 0.5 * np.median(easy["severity"][easy["faulty"]])
+    assert np.all(easy["severity"][~easy["faulty"]] == 0)
+
+
+def test_stream_develops_fault_at_onset():
+    x = synth.render_stream(20.0, seed=2, fault_onset_s=10.0, severity=3.0)
+    assert x.shape == (256000,) and x.dtype == np.float32
+    from scipy.stats import kurtosis
+    before, after = kurtosis(x[:10 * 12800]), kurtosis(x[10 * 12800 + 2000:])
+    assert after > before + 1.0
+
+
+def test_spec_validation():
+    with pytest.raises(ConfigError, match=r"synth: n=1 must be an integer >= 2 windows"):
+        synth.SynthSpec(n=1)
+    with pytest.raises(ConfigError, match=r"synth: n_recordings=50 must be in \[2, n=10\]"):
+        synth.SynthSpec(n=10, n_recordings=50)
+    with pytest.raises(ConfigError, match=r"synth: difficulty=0 must be in \(0, 10\]"):
+        synth.SynthSpec(difficulty=0)
+    with pytest.raises(ConfigError, match=r"synth stream: duration_s=0 must be > 0"):
+        synth.render_stream(0)
+
+
+def test_cli_synth_writes_what_the_reference_notebook_reads(tmp_path):
+    out = tmp_path / "data.pkl"
+    proc = run_cli("synth", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "2000 windows" in proc.stdout
+    # exactly the reference notebook's reading code: plain pickle.load and its three keys
+    with open(out, "rb") as fh:
+        d = pickle.load(fh)
+    assert np.asarray(d["signal"]).shape == (2000, 10000)
+    assert np.asarray(d["time"]).shape == (2000, 10000)
+    label = np.asarray(d["label"])
+    assert label.shape == (2000, 2) and set(np.unique(label)) == {0.0, 1.0}
+    assert np.all(label.sum(axis=1) == 1)
+
+
+@pytest.mark.slow
+def test_reference_notebook_script_runs_on_synth_pickle(tmp_path):
+    script = SHARED / "reference" / "stft_cnn_lab.py"
+    if not script.exists():
+        pytest.skip(f"reference notebook script not found at {script}")
+    pkl = synth.write_pickle(tmp_path / "small.pkl", synth.generate(n=60, seed=1))
+    proc = subprocess.run([sys.executable, str(script), str(pkl), "--epochs", "1"], capture_output=True,
+                          text=True, timeout=600, cwd=script.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["n_train"] == 42 and result["n_test"] == 18
