@@ -33,6 +33,8 @@ from edgecnn.progress import Progress
 #: Feature transform each architecture trains on unless told otherwise: the seed model keeps the
 #: reference notebook's raw magnitudes; the edge model needs log features (docs/training.md).
 DEFAULT_TRANSFORM = {"seed": "magnitude", "edge": "log"}
+#: Normalisation unless told otherwise: none for the seed model (as the reference), per bin for edge.
+DEFAULT_NORMALISATION = {"seed": "none", "edge": "per_bin"}
 NORMALISATIONS = ("per_bin", "global", "none")
 CALIBRATION_WINDOWS = 200
 
@@ -95,7 +97,7 @@ def check_out(out: str | Path, force: bool) -> Path:
 def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str | Path, arch: str = "edge",
               epochs: int = 30, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
               test_where: dict[str, Any] | None = None, test_fraction: float = 0.25,
-              val_fraction: float = 0.2, normalisation: str = "per_bin", strategy: str = "none",
+              val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
               patience: int = 8, data_source: str | None = None) -> TrainResult:
@@ -104,6 +106,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
 
     if not isinstance(data, WindowSet):
         raise InputError(f"train_run needs a WindowSet (edgecnn.dataset.load_windows), got {type(data).__name__}")
+    normalisation = normalisation or DEFAULT_NORMALISATION.get(arch, "per_bin")
     if normalisation not in NORMALISATIONS:
         raise ConfigError(f"normalisation={normalisation!r} must be one of {NORMALISATIONS}")
     cfg = cfg or default_config(arch)

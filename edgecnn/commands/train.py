@@ -24,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds splits, weights and shuffling (0)")
     p.add_argument("--transform", choices=("magnitude", "log"), default=None,
                    help="feature transform (default: magnitude for seed, log for edge)")
-    p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default="per_bin",
-                   help="normalisation fitted on the training split (default per_bin)")
+    p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default=None,
+                   help="normalisation fitted on the training split (default: none for seed, per_bin for edge)")
     p.add_argument("--overlap", type=float, default=0.0, help="window overlap in [0, 1) (default 0)")
     p.add_argument("--test-where", default=None,
                    help="test recordings by metadata, e.g. load_hp=1 (default: a quarter of each class)")
