@@ -126,7 +126,7 @@ def run_one(task: Task, arch: str, seed: int, epochs: int, workdir: Path, cache:
     start = time.perf_counter()
     result = train_run(ws, cfg, out=out, arch=arch, epochs=epochs, seed=seed, label_map=task.label_map,
                        test_where=task.where, test_fraction=task.test_fraction, quiet=True, force=True,
-                       cache_dir=cache / "spectrograms", data_source=str(path))
+                       cache_dir=cache / "spectrograms", data_source=str(path), overlap=task.overlap)
     wall = time.perf_counter() - start
     calib = np.load(out / "calibration.npz")["windows"]
     images = normalise(raw_features(calib, result.cfg, cache_dir=cache / "spectrograms")[0], result.cfg)

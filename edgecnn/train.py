@@ -85,6 +85,35 @@ def tool_versions() -> dict[str, str]:
             "scipy": scipy.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
 
 
+def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: float, seed: int,
+                     overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(fit, validation, rule): by recording when every class keeps >= 3 training recordings.
+
+    With fewer (CWRU leaving a load out leaves two per class; its normal class is one recording cut
+    in time), a recording-level draw would take half of a class's recordings away from training, so
+    the validation side is instead the last ``val_fraction`` of each training recording's windows
+    (they are in time order), with the windows that would share samples across the cut dropped.
+    """
+    per_class = [np.unique(data.groups[train_idx][data.labels[train_idx] == c]).size
+                 for c in range(len(data.classes))]
+    if min(c for c in per_class if c > 0) >= 3:
+        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
+        return fit_idx, val_idx, "by recording"
+    gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
+    fit_parts, val_parts = [], []
+    for group in np.unique(data.groups[train_idx]):
+        rows = train_idx[data.groups[train_idx] == group]
+        n_val = int(np.floor(val_fraction * rows.size))
+        if n_val < 1 or rows.size - n_val - gap < 1:
+            fit_parts.append(rows)
+            continue
+        val_parts.append(rows[rows.size - n_val:])
+        fit_parts.append(rows[:rows.size - n_val - gap])
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(fit_parts) if fit_parts else empty, np.concatenate(val_parts) if val_parts else empty,
+            f"last {val_fraction:.0%} of each training recording in time, {gap} overlapping window(s) dropped")
+
+
 def check_out(out: str | Path, force: bool) -> Path:
     out = Path(out)
     if out.exists() and not force:
@@ -100,8 +129,12 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
               val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
-              patience: int = 8, data_source: str | None = None) -> TrainResult:
-    """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote."""
+              patience: int = 8, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
+    """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
+
+    ``overlap`` is the window overlap ``data`` was cut with (it sizes the gap of a time-based
+    validation split, see ``validation_split``).
+    """
     from edgecnn.models import build_model, count_params_macs
 
     if not isinstance(data, WindowSet):
@@ -119,7 +152,8 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
                          patience=patience, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
 
     train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
-    fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
+    fit_idx, val_idx, val_rule = validation_split(data, train_idx, val_fraction=val_fraction, seed=seed,
+                                                  overlap=overlap)
     if np.unique(data.labels[fit_idx]).size < 2:
         raise InputError("the training side holds a single class; add recordings or change the split")
     log(f"{len(data)} windows from {len(data.recordings)} recordings: train {len(fit_idx)}, "
@@ -154,7 +188,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
 
     target = out if result.is_chief else _worker_out(out)
     split = {"seed": seed, "test_fraction": None if test_where else test_fraction,
-             "test_where": test_where, "val_fraction": val_fraction,
+             "test_where": test_where, "val_fraction": val_fraction, "validation_rule": val_rule,
              "train": data.recording_ids(fit_idx), "validation": data.recording_ids(val_idx),
              "test": data.recording_ids(test_idx),
              "windows": {"train": int(len(fit_idx)), "validation": int(len(val_idx)),

@@ -128,3 +128,26 @@ def test_bad_training_options_are_one_line_errors(tiny, tmp_path):
     with pytest.raises(ConfigError, match="epochs=0 must be an integer >= 1"):
         train_run(tiny["ws"], out=tmp_path / "x", epochs=0, quiet=True)
     assert not (tmp_path / "x").exists()
+
+
+def test_validation_split_falls_back_to_time_when_classes_have_few_recordings():
+    from edgecnn.dataset import WindowSet
+    from edgecnn.train import validation_split
+
+    # 2 recordings per class, 20 windows each cut with overlap 0.5 (neighbours share half their samples)
+    groups = np.repeat(np.arange(4), 20)
+    ws = WindowSet(windows=np.zeros((80, 8), np.float32), labels=np.repeat([0, 0, 1, 1], 20), groups=groups,
+                   classes=["A", "B"], recordings=[{"id": f"r{i}", "class": "AABB"[i]} for i in range(4)])
+    train_idx = np.arange(80)
+    fit_idx, val_idx, rule = validation_split(ws, train_idx, val_fraction=0.2, seed=0, overlap=0.5)
+    assert rule.startswith("last 20% of each training recording")
+    for g in range(4):
+        fit_g, val_g = fit_idx[groups[fit_idx] == g], val_idx[groups[val_idx] == g]
+        assert len(val_g) == 4 and val_g.min() - fit_g.max() == 2  # one shared-sample window dropped
+    # with enough recordings per class the split stays by recording
+    ws3 = WindowSet(windows=np.zeros((60, 8), np.float32), labels=np.repeat([0, 0, 0, 1, 1, 1], 10),
+                    groups=np.repeat(np.arange(6), 10), classes=["A", "B"],
+                    recordings=[{"id": f"r{i}", "class": "AAABBB"[i]} for i in range(6)])
+    fit_idx, val_idx, rule = validation_split(ws3, np.arange(60), val_fraction=0.2, seed=0)
+    assert rule == "by recording"
+    assert not set(ws3.groups[fit_idx]) & set(ws3.groups[val_idx])

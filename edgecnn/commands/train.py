@@ -69,7 +69,8 @@ def run(args) -> int:
                        test_where=parse_where(args.test_where), test_fraction=args.test_fraction,
                        normalisation=args.normalisation, strategy=args.strategy,
                        mixed_precision=args.mixed_precision, quiet=args.quiet, force=args.force,
-                       cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data))
+                       cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data),
+                       overlap=args.overlap)
     if not args.quiet:
         test = result.metrics["test"]
         print(f"{args.arch}: test accuracy {test['accuracy']:.4f} on {test['n']} windows "
