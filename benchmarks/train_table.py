@@ -14,8 +14,10 @@ every figure. Real data comes from the sibling ``shared/data`` folder; tasks wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
+import io
 import json
 import os
 import re
@@ -70,7 +72,8 @@ def int8_bytes_and_arena(model, calibration_images: np.ndarray, measure_arena: b
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    flat = converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
+        flat = converter.convert()
     if not measure_arena:
         return len(flat), None
     from tflite_micro import runtime

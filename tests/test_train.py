@@ -130,6 +130,14 @@ def test_bad_training_options_are_one_line_errors(tiny, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_multiworker_without_tf_config_says_how_to_configure_it(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="strategy 'multiworker' needs TF_CONFIG"):
+        train_run(tiny["ws"], out=tmp_path / "x", strategy="multiworker", epochs=1, quiet=True,
+                  cache_dir=tiny["folder"] / "cache")
+    assert not (tmp_path / "x").exists()
+
+
 def test_validation_split_falls_back_to_time_when_classes_have_few_recordings():
     from edgecnn.dataset import WindowSet
     from edgecnn.train import validation_split
