@@ -18,27 +18,34 @@ def tiny_data(tmp_path_factory):
             "unseen": synth.write_pickle(root / "unseen.pkl", synth.generate(n=64, seed=5, n_recordings=8))}
 
 
-def test_parity_cli_evaluates_every_format_and_writes_parity_json(tiny_bundle, tiny_data, tmp_path):
+def test_parity_cli_evaluates_every_format_on_the_runs_test_recordings(trained_bundle, trained_data, tmp_path):
     out = tmp_path / "parity.json"
     plot = tmp_path / "parity.png"
-    proc = run_cli("parity", str(tiny_bundle), "--data", str(tiny_data["unseen"]), "--json", str(out),
-                   "--plot", str(plot), "--stream", "none", "--max-drop", "0.05", "--min-agreement", "0.9",
-                   "--quiet")
-    assert proc.returncode in (0, 1), proc.stderr
+    proc = run_cli("parity", str(trained_bundle), "--data", str(trained_data), "--json", str(out),
+                   "--plot", str(plot), "--stream", "none", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
-    assert result == json.loads((tiny_bundle / "parity.json").read_text())
+    assert result == json.loads((trained_bundle / "parity.json").read_text())
     variants = result["model_level"]["variants"]
     assert set(variants) == {"keras_float32", "tflite_float32/litert", "tflite_int8/litert", "tflite_int8/tflm",
                              "onnx_float32/onnxruntime", "onnx_int8/onnxruntime"}
     assert result["model_level"]["reference"] == "keras_float32"
-    assert result["model_level"]["n_windows"] == 64
-    # float formats reproduce Keras; int8 formats stay close to it
+    # exactly the run's held-out recordings: 12 of 48 recordings, 10 windows each
+    assert result["model_level"]["n_windows"] == 120
+    assert "the run's test recordings: 12 of 48 recordings" in result["model_level"]["selection"]
+    # The parity regression gate of this project: int8 within half a point of float, agreement >= 98 %
+    ref_acc = variants["keras_float32"]["accuracy"]
+    assert ref_acc > 0.75
+    for name in ("tflite_int8/litert", "tflite_int8/tflm", "onnx_int8/onnxruntime"):
+        assert ref_acc - variants[name]["accuracy"] <= 0.005, name
+        assert variants[name]["vs_reference"]["agreement"] >= 0.98, name
+    # float formats reproduce Keras
     for name in ("tflite_float32/litert", "onnx_float32/onnxruntime"):
         assert variants[name]["vs_reference"]["max_abs_error"] < 1e-4
         assert variants[name]["vs_reference"]["agreement"] == 1.0
     for name in ("tflite_int8/litert", "tflite_int8/tflm", "onnx_int8/onnxruntime"):
-        assert variants[name]["vs_reference"]["max_abs_error"] < 0.1
-        assert sum(map(sum, variants[name]["confusion_matrix"])) == 64
+        assert variants[name]["vs_reference"]["max_abs_error"] < 0.2
+        assert sum(map(sum, variants[name]["confusion_matrix"])) == 120
     # LiteRT and tflite-micro run the same int8 file: same predictions
     assert (variants["tflite_int8/litert"]["confusion_matrix"] == variants["tflite_int8/tflm"]["confusion_matrix"])
     assert plot.stat().st_size > 10_000
@@ -59,7 +66,7 @@ def test_parity_accuracy_is_what_the_interpreter_predicts(tiny_bundle, tiny_data
         float(np.mean(probs.argmax(1) == data.labels)))
 
 
-def test_gate_fails_with_exit_1_naming_the_variant(tiny_bundle, tiny_data, monkeypatch, capsys):
+def test_gate_fails_with_exit_1_naming_the_variant(trained_bundle, trained_data, monkeypatch, capsys):
     real = parity.run_variant
 
     def degraded(bundle, runtime, dtype, images, progress=None):
@@ -69,7 +76,7 @@ def test_gate_fails_with_exit_1_naming_the_variant(tiny_bundle, tiny_data, monke
         return p
 
     monkeypatch.setattr(parity, "run_variant", degraded)
-    code = main(["parity", str(tiny_bundle), "--data", str(tiny_data["unseen"]), "--stream", "none", "--quiet",
+    code = main(["parity", str(trained_bundle), "--data", str(trained_data), "--stream", "none", "--quiet",
                  "--runtimes", "litert,tflm"])
     out = capsys.readouterr().out
     assert code == 1
@@ -125,4 +132,4 @@ def test_parity_errors(tiny_bundle, tmp_path):
     proc = run_cli("parity", str(tiny_bundle), "--data", str(tmp_path), "--label-map", "healthy=A,broken=B",
                    "--stream", "data", "--quiet", "--no-keras", "--runtimes", "litert", "--min-agreement", "0")
     assert proc.returncode in (0, 1), proc.stderr
-    assert "2 test recordings back to back" in proc.stdout
+    assert "6 test recordings back to back" in proc.stdout  # each 30000-sample recording cut in 3 segments
