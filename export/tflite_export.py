@@ -32,6 +32,24 @@ def fixed_batch_model(model: Any) -> Any:
     return keras.Model(inp, model(inp), name=f"{model.name}_batch1")
 
 
+def int8_converter(model: Any, representative: Iterable[np.ndarray], *, int8_io: bool = True) -> Any:
+    """A TFLiteConverter set up for full-integer int8, calibrated on ``representative`` images.
+
+    ``int8_io=False`` keeps float input and output (int8 inside), as the quantization debugger needs.
+    """
+    import tensorflow as tf
+
+    images = list(representative)
+    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter
+
+
 def convert(model: Any, dtype: str, representative: Iterable[np.ndarray] | None = None) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer of the given dtype.
 
@@ -42,17 +60,13 @@ def convert(model: Any, dtype: str, representative: Iterable[np.ndarray] | None 
 
     if dtype not in TFLITE_DTYPES:
         raise ValueError(f"unknown TFLite dtype {dtype!r}; choose from {TFLITE_DTYPES}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(model))
     if dtype == "int8":
         if representative is None:
             raise ValueError("int8 conversion needs representative input images")
-        images = list(representative)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([np.asarray(x, np.float32)] for x in images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    elif dtype == "float16":
+        converter = int8_converter(model, representative)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(fixed_batch_model(model))
+    if dtype == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif dtype == "dynamic":

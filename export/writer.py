@@ -348,6 +348,10 @@ def _model_metadata(run: RunInfo) -> dict[str, Any]:
 def _training_summary(run: RunInfo) -> dict[str, Any]:
     summary = {k: v for k, v in run.config.items() if k not in ("format", "version", "dsp", "classes")}
     summary["run"] = run.path.resolve().name
+    summary["run_path"] = str(run.path.resolve())
+    split = run.split()
+    if split:  # which recordings the run held out, so parity can evaluate exactly those
+        summary["split"] = {k: split[k] for k in ("train", "validation", "test") if k in split}
     return summary
 
 

@@ -68,3 +68,32 @@ def tiny_bundle(tiny_run_dir, tmp_path_factory) -> Path:
     from export.writer import export_bundle
 
     return export_bundle(tiny_run_dir, tmp_path_factory.mktemp("tiny_bundle_parent") / "bundle", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def trained_data(tmp_path_factory) -> Path:
+    """A small, easy synthetic data set (48 recordings, 480 windows) a compact CNN learns in seconds."""
+    from edgecnn import synth
+
+    return synth.write_pickle(tmp_path_factory.mktemp("trained_data") / "data.pkl",
+                              synth.generate(n=480, seed=3, n_recordings=48, difficulty=0.3))
+
+
+@pytest.fixture(scope="session")
+def trained_run_dir(trained_data, tmp_path_factory) -> Path:
+    """The real training pipeline (edge architecture, 15 epochs) on ``trained_data``: a model worth comparing."""
+    from edgecnn.dataset import load_windows
+    from edgecnn.train import train_run
+
+    out = tmp_path_factory.mktemp("trained_run_parent") / "run"
+    train_run(load_windows(trained_data), out=out, arch="edge", epochs=15, seed=0, quiet=True, use_cache=False,
+              data_source=str(trained_data))
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(trained_run_dir, tmp_path_factory) -> Path:
+    """The bundle exported from ``trained_run_dir`` with every default format."""
+    from export.writer import export_bundle
+
+    return export_bundle(trained_run_dir, tmp_path_factory.mktemp("trained_bundle_parent") / "bundle", quiet=True)

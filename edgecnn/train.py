@@ -1,0 +1,281 @@
+"""``train_run``: labelled windows in, a complete run directory out (edgecnn/rundir.py's contract).
+
+Steps: split by recording (test side, then a validation side inside training), spectrograms once
+(cached), normalisation fitted on the training split only, ``edgecnn.fit`` (devices, strategies,
+early stopping), evaluation on the test recordings, then the run directory written atomically
+(a temporary folder renamed into place; an existing run is kept unless ``force``).
+
+Training side only (TensorFlow via edgecnn.fit and edgecnn.models).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn import dsp, rundir
+from edgecnn.config import SpectrogramConfig
+from edgecnn.dataset import WindowSet, split_by_recording
+from edgecnn.errors import ConfigError, InputError
+from edgecnn.feature_cache import normalise, raw_features
+from edgecnn.fit import FitOptions, fit, is_chief, log, predict
+from edgecnn.metrics import classification_report
+from edgecnn.progress import Progress
+
+#: Feature transform each architecture trains on unless told otherwise: the seed model keeps the
+#: reference notebook's raw magnitudes; the edge model needs log features (docs/training.md).
+DEFAULT_TRANSFORM = {"seed": "magnitude", "edge": "log"}
+#: Normalisation unless told otherwise: none for the seed model (as the reference), per bin for edge.
+DEFAULT_NORMALISATION = {"seed": "none", "edge": "per_bin"}
+NORMALISATIONS = ("per_bin", "global", "none")
+CALIBRATION_WINDOWS = 200
+
+
+@dataclasses.dataclass
+class TrainResult:
+    out: Path | None
+    """The run directory written (None on a non-chief multi-worker process that wrote nothing)."""
+    cfg: SpectrogramConfig
+    """DSP config with the fitted normalisation."""
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    footprint: dict[str, int]
+    seconds_per_epoch: float
+    model: Any
+
+
+def default_config(arch: str, transform: str | None = None) -> SpectrogramConfig:
+    return SpectrogramConfig(transform=transform or DEFAULT_TRANSFORM.get(arch, "log"))
+
+
+def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Up to ``limit`` indices, each class in proportion (at least one each), sorted."""
+    labels = np.asarray(labels)
+    if labels.size <= limit:
+        return np.arange(labels.size)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    classes, counts = np.unique(labels, return_counts=True)
+    for cls, count in zip(classes, counts):
+        take = max(1, int(round(limit * count / labels.size)))
+        members = np.flatnonzero(labels == cls)
+        chosen.append(rng.choice(members, size=min(take, members.size), replace=False))
+    picked = np.concatenate(chosen)
+    if picked.size > limit:
+        picked = rng.choice(picked, size=limit, replace=False)
+    return np.sort(picked)
+
+
+def tool_versions() -> dict[str, str]:
+    import keras
+    import scipy
+    import tensorflow as tf
+
+    from edgecnn import __version__
+
+    return {"edgecnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: float, seed: int,
+                     overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
+    """(fit, validation, rule): by recording when every class keeps >= 3 training recordings.
+
+    With fewer (CWRU leaving a load out leaves two per class; its normal class is one recording cut
+    in time), a recording-level draw would take half of a class's recordings away from training, so
+    the validation side is instead the last ``val_fraction`` of each training recording's windows
+    (they are in time order), with the windows that would share samples across the cut dropped.
+    """
+    per_class = [np.unique(data.groups[train_idx][data.labels[train_idx] == c]).size
+                 for c in range(len(data.classes))]
+    if min(c for c in per_class if c > 0) >= 3:
+        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
+        return fit_idx, val_idx, "by recording"
+    gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
+    fit_parts, val_parts = [], []
+    for group in np.unique(data.groups[train_idx]):
+        rows = train_idx[data.groups[train_idx] == group]
+        n_val = int(np.floor(val_fraction * rows.size))
+        if n_val < 1 or rows.size - n_val - gap < 1:
+            fit_parts.append(rows)
+            continue
+        val_parts.append(rows[rows.size - n_val:])
+        fit_parts.append(rows[:rows.size - n_val - gap])
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(fit_parts) if fit_parts else empty, np.concatenate(val_parts) if val_parts else empty,
+            f"last {val_fraction:.0%} of each training recording in time, {gap} overlapping window(s) dropped")
+
+
+def check_out(out: str | Path, force: bool) -> Path:
+    out = Path(out)
+    if out.exists() and not force:
+        raise ConfigError(f"--out {out} already exists; choose another folder or pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; remove it or choose another path")
+    return out
+
+
+def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str | Path, arch: str = "edge",
+              epochs: int = 30, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
+              test_where: dict[str, Any] | None = None, test_fraction: float = 0.25,
+              val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
+              mixed_precision: bool = False, quiet: bool = False, force: bool = False,
+              cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
+              patience: int = 8, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
+    """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
+
+    ``overlap`` is the window overlap ``data`` was cut with (it sizes the gap of a time-based
+    validation split, see ``validation_split``).
+    """
+    from edgecnn.models import build_model, count_params_macs
+
+    if not isinstance(data, WindowSet):
+        raise InputError(f"train_run needs a WindowSet (edgecnn.dataset.load_windows), got {type(data).__name__}")
+    normalisation = normalisation or DEFAULT_NORMALISATION.get(arch, "per_bin")
+    if normalisation not in NORMALISATIONS:
+        raise ConfigError(f"normalisation={normalisation!r} must be one of {NORMALISATIONS}")
+    cfg = cfg or default_config(arch)
+    if cfg.is_normalised:
+        cfg = cfg.replace(norm_mean=(0.0,), norm_std=(1.0,))  # refitted below, on this training split
+    if data.windows.shape[1] != cfg.window_samples:
+        raise InputError(f"windows have {data.windows.shape[1]} samples; the config needs {cfg.window_samples}")
+    out = check_out(out, force)
+    options = FitOptions(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+                         patience=patience, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
+
+    train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
+    fit_idx, val_idx, val_rule = validation_split(data, train_idx, val_fraction=val_fraction, seed=seed,
+                                                  overlap=overlap)
+    if np.unique(data.labels[fit_idx]).size < 2:
+        raise InputError("the training side holds a single class; add recordings or change the split")
+    log(f"{len(data)} windows from {len(data.recordings)} recordings: train {len(fit_idx)}, "
+        f"validation {len(val_idx)}, test {len(test_idx)} windows", quiet)
+
+    raw, cached = raw_features(data.windows, cfg, cache_dir=cache_dir, use_cache=use_cache,
+                               progress=Progress("spectrograms", quiet=quiet))
+    log(f"spectrograms {'from cache' if cached else 'computed'}: {raw.shape[1]}x{raw.shape[2]} "
+        f"({cfg.transform})", quiet)
+    if normalisation != "none":
+        mean, std = dsp.fit_normalisation(raw[train_idx], per_bin=normalisation == "per_bin")
+        cfg = cfg.with_normalisation(mean, std)
+    images = normalise(raw, cfg)
+
+    n_classes = len(data.classes)
+    result = fit(lambda: build_model(arch, cfg.input_shape, n_classes), images[fit_idx], data.labels[fit_idx],
+                 images[val_idx], data.labels[val_idx], n_classes=n_classes, options=options)
+    model = result.model
+    footprint = count_params_macs(model)
+
+    probs = predict(model, images[test_idx])
+    rec_ids = [r["id"] for r in data.recordings]
+    report = classification_report(data.labels[test_idx], probs.argmax(axis=1), data.classes,
+                                   groups=data.groups[test_idx], recording_ids=rec_ids)
+    val_probs = predict(model, images[val_idx])
+    metrics = {"test": report,
+               "validation_accuracy": float(np.mean(val_probs.argmax(axis=1) == data.labels[val_idx]))
+               if len(val_idx) else None,
+               "arch": arch, **footprint, "seconds_per_epoch": result.seconds_per_epoch}
+    log(f"test accuracy {report['accuracy']:.4f} on {report['n']} windows; "
+        f"{footprint['params']} parameters, {footprint['macs']} MACs", quiet)
+
+    target = out if result.is_chief else _worker_out(out)
+    split = {"seed": seed, "test_fraction": None if test_where else test_fraction,
+             "test_where": test_where, "val_fraction": val_fraction, "validation_rule": val_rule,
+             "train": data.recording_ids(fit_idx), "validation": data.recording_ids(val_idx),
+             "test": data.recording_ids(test_idx),
+             "windows": {"train": int(len(fit_idx)), "validation": int(len(val_idx)),
+                         "test": int(len(test_idx))}}
+    config = rundir.config_document(
+        cfg, data.classes, label_map=label_map, arch=arch, seed=seed,
+        data={**data.summary(), "source": data_source, "recordings": len(data.recordings)},
+        training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                  "patience": patience, "strategy": strategy, "mixed_precision": mixed_precision,
+                  "normalisation": normalisation, "devices": result.devices, "replicas": result.replicas},
+        footprint=footprint, tool_versions=tool_versions())
+    history = {**result.history, "best_epoch": result.best_epoch,
+               "seconds_per_epoch": result.seconds_per_epoch}
+    calib = stratified_sample(data.labels[train_idx], CALIBRATION_WINDOWS, seed)
+    _write_run(target, force=True if not result.is_chief else force, model=model, config=config, split=split,
+               history=history, metrics=metrics,
+               calibration=(data.windows[train_idx][calib], data.labels[train_idx][calib]),
+               plots=lambda folder: _plots(folder, raw, images, probs, data, train_idx, test_idx, cfg,
+                                           history, report, seed))
+    log(f"wrote {target}", quiet)
+    return TrainResult(out=target, cfg=cfg, metrics=metrics, history=result.history, footprint=footprint,
+                       seconds_per_epoch=result.seconds_per_epoch, model=model)
+
+
+def _worker_out(out: Path) -> Path:
+    """Where a non-chief multi-worker process keeps its copy (beside the chief's, never over it)."""
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return out.with_name(f"{out.name}.{task.get('type', 'worker')}{task.get('index', 0)}")
+
+
+def _plots(folder: Path, raw, images, probs, data: WindowSet, train_idx, test_idx, cfg, history, report,
+           seed: int) -> None:
+    from edgecnn import plots
+
+    plots.plot_training_curves(history, folder / "training_curves.png", best_epoch=history.get("best_epoch"))
+    plots.plot_confusion(report["confusion_matrix"], data.classes, folder / "confusion_matrix.png")
+    shown = cfg.replace(norm_mean=(0.0,), norm_std=(1.0,))
+    plots.plot_example_spectrograms(raw[train_idx], data.labels[train_idx], data.classes, shown,
+                                    folder / "example_spectrograms.png")
+    if len(test_idx):
+        # The reference notebook's last figure: one test window (of the last class, e.g. the fault).
+        rng = np.random.default_rng(seed)
+        wanted = np.flatnonzero(data.labels[test_idx] == data.labels[test_idx].max())
+        pick = int(rng.choice(wanted))
+        plots.plot_prediction(images[test_idx][pick], probs[pick], data.classes, cfg,
+                              folder / "test_prediction.png",
+                              true_class=data.classes[int(data.labels[test_idx][pick])])
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _write_run(out: Path, *, force: bool, model, config, split, history, metrics, calibration, plots) -> None:
+    """Build the run in a hidden sibling folder, then rename it into place (replacing only with force)."""
+    out = check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        model.save(tmp / rundir.MODEL_FILE)
+        _write_json(tmp / rundir.CONFIG_FILE, config)
+        _write_json(tmp / "split.json", split)
+        _write_json(tmp / "history.json", history)
+        _write_json(tmp / "metrics.json", metrics)
+        windows, labels = calibration
+        np.savez(tmp / rundir.CALIBRATION_FILE, windows=np.asarray(windows, dtype=np.float32),
+                 labels=np.asarray(labels, dtype=np.int64))
+        plots(tmp)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+__all__ = ["TrainResult", "default_config", "is_chief", "stratified_sample", "train_run"]
