@@ -679,8 +679,12 @@ def _recordings_section(inputs: ReportInputs) -> Html:
 def _parity_section(inputs: ReportInputs) -> Html:
     parity = inputs.parity
     if not parity:
-        how = "edgecnn parity BUNDLE --data DATA" if inputs.manifest else "edgecnn export RUN_DIR --out BUNDLE"
-        return section("parity", "Parity: float against int8", missing("No parity.json in the bundle; run", how))
+        if inputs.manifest:
+            note = missing("No parity.json in the bundle; run", "edgecnn parity BUNDLE --data DATA")
+        else:
+            note = missing("No bundle found, so no parity figures; export one and check it:",
+                           "edgecnn export RUN_DIR --out BUNDLE && edgecnn parity BUNDLE --data DATA")
+        return section("parity", "Parity: float against int8", note)
     model = parity.get("model_level") or {}
     variants = model.get("variants") or {}
     ref_name = model.get("reference")
