@@ -305,6 +305,10 @@ def size(n: Any) -> str:
     return f"{int(n):,} B"
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count:,} {word if count == 1 else (words or word + 's')}"
+
+
 def pct(value: Any, digits: int = 1) -> str:
     if not _is_number(value):
         return "-"
@@ -431,13 +435,15 @@ td.num,th.num{text-align:right;white-space:nowrap}
 td.ref{font-weight:600}
 td.pos{color:var(--bad)}td.good{color:var(--ok)}
 table.kv th{background:none;font-weight:500;color:var(--muted);border-bottom:1px solid var(--line);
-white-space:nowrap;padding-right:24px}
+padding-right:24px;min-width:9em}
+table.kv td{overflow-wrap:anywhere}
 td{position:relative}
-.bar{position:absolute;left:0;top:3px;bottom:3px;background:var(--bar);border-radius:3px;z-index:0}
+.bar{position:absolute;left:0;bottom:1px;height:4px;background:#8fb3f0;border-radius:2px;z-index:0}
 td .v{position:relative;z-index:1}
 table.cm td.num{min-width:56px;text-align:center}
 table.cm th.corner{background:none;border:none;color:var(--muted);font-weight:400}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:8px 26px;align-items:start}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:8px 26px;align-items:start}
+.grid>div,.grid>figure{min-width:0}
 .scroll{overflow-x:auto}
 figure{margin:10px 0 14px}
 figure img{max-width:100%;height:auto;border:1px solid var(--line);border-radius:6px;background:#fff}
@@ -511,9 +517,9 @@ def _cards(inputs: ReportInputs) -> Html:
     if int8 is not None:
         ref = variants.get(model.get("reference"), {}).get("accuracy")
         drop = (ref - int8["accuracy"]) if _is_number(ref) and _is_number(int8.get("accuracy")) else None
-        cards.append(_card("int8 accuracy", pct(int8.get("accuracy"), 2),
-                           f"{'+' if drop is not None and drop <= 0 else '-'}{abs(100 * drop):.2f} points vs float"
-                           if drop is not None else ""))
+        change = ("" if drop is None else "same as float" if abs(drop) < 5e-5
+                  else f"{-100 * drop:+.2f} points vs float")
+        cards.append(_card("int8 accuracy", pct(int8.get("accuracy"), 2), change))
     gate = (inputs.parity or {}).get("gate")
     if gate is not None:
         cards.append(_card("parity gate", "PASSED" if gate.get("passed") else "FAILED",
@@ -532,9 +538,10 @@ def _cards(inputs: ReportInputs) -> Html:
                            "ok" if fitting else "bad"))
     timing = (inputs.stream or {}).get("timing") or {}
     if timing.get("realtime_factor") is not None:
-        cards.append(_card("stream", f"{timing['realtime_factor']:.0f}x real time",
-                           f"{len((inputs.stream or {}).get('events') or [])} events, "
-                           f"{num(timing.get('deadline_misses'))} deadline misses"))
+        n_events = len((inputs.stream or {}).get("events") or [])
+        cards.append(_card("stream", f"{timing['realtime_factor']:.0f}x",
+                           f"real time; {plural(n_events, 'event')}, "
+                           f"{plural(timing.get('deadline_misses') or 0, 'deadline miss', 'deadline misses')}"))
     return Html(f'<div class="cards">{"".join(cards)}</div>') if cards else Html("")
 
 
@@ -817,10 +824,11 @@ def _stream_section(inputs: ReportInputs) -> Html:
     image = inputs.images.get("stream_plot")
     caption = ("Signal envelope, p(class) per decision, smoothed probability and state, events (edgecnn stream --plot)."
                if image else "Decided state over the stream (black ticks: events).")
-    return section("stream", "Stream", kv(pairs),
-                   Html("<h3>Events</h3>"),
-                   table(["time (s)", "sample", "decision", "state change", "p smoothed"], erows, id="events-table")
-                   if erows else para("No state changes."),
+    events_html = (table(["time (s)", "sample", "decision", "state change", "p smoothed"], erows, id="events-table")
+                   if erows else para("No state changes."))
+    return section("stream", "Stream",
+                   Html(f'<div class="grid"><div><h3>Run</h3>{kv(pairs)}</div>'
+                        f'<div><h3>Events</h3>{events_html}</div></div>'),
                    figure(image or inputs.images.get("stream_timeline"), "stream timeline", caption))
 
 
