@@ -108,6 +108,7 @@ def locate(path: str | Path) -> dict[str, Path]:
         raise InputError(f"{path}: not a folder; give a run directory, a bundle or a demo output folder")
     found: dict[str, Path] = {}
     kind = _kind(path)
+    runs: list[Path] = []
     if kind is not None:
         found[kind] = path
     else:
@@ -136,13 +137,11 @@ def locate(path: str | Path) -> dict[str, Path]:
         own = training.get("run_path")
         if own and _kind(Path(own)) == "run":
             found["run"] = Path(own)
-        elif kind is None and training.get("run"):
+        elif training.get("run"):
             # In a moved demo folder run_path is stale: match the run by its folder name.
-            siblings = [p for p in path.rglob("config.json") if p.parent.name == training["run"]]
-            for candidate in siblings:
-                if _kind(candidate.parent) == "run":
-                    found["run"] = candidate.parent
-                    break
+            same_name = [p for p in runs if p.name == training["run"]]
+            if same_name:
+                found["run"] = same_name[0]
     return found
 
 
@@ -176,7 +175,9 @@ def collect(path: str | Path, *, stream_json: str | Path | None = None,
     if stream_json is not None:
         found["stream"] = Path(stream_json)
     now = now or _dt.datetime.now(_dt.timezone.utc)
-    inputs = ReportInputs(title=(found.get("bundle") or found.get("run") or Path(path)).resolve().name,
+    # A demo folder is named after the whole job; a bundle or run stands for itself.
+    named = Path(path) if _kind(Path(path)) is None else (found.get("bundle") or found.get("run"))
+    inputs = ReportInputs(title=Path(named).resolve().name,
                           generated=now.replace(microsecond=0).isoformat())
     run = found.get("run")
     if run is not None:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.report import ReportInputs, collect, plot_state_timelines, render_html
+from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -287,3 +287,20 @@ def test_a_json_that_is_not_a_stream_result_is_refused(tiny_bundle, tmp_path, ca
     dom = parse(page)
     assert dom.images == [] and "fit-table" in dom.tables
     assert "No per-recording figures found." in page and "No parity.json in the bundle" in page
+
+
+def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tiny_bundle, tmp_path):
+    demo = tmp_path / "demo_out"
+    bundle = shutil.copytree(tiny_bundle, demo / "bundle")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    run_name = manifest["training"]["run"]
+    shutil.copytree(tiny_run_dir, demo / "a_first_run")  # another run, found first in name order
+    shutil.copytree(tiny_run_dir, demo / "runs" / run_name)
+    # As after moving the folder to another machine: the recorded absolute run path is gone.
+    manifest["training"]["run_path"] = str(tmp_path / "elsewhere" / run_name)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    (demo / "notes.json").write_text("{}")
+    (demo / "stream_result.json").write_text(json.dumps({"timing": {}, "events": [], "decisions": 0}))
+    found = locate(demo)
+    assert found == {"bundle": bundle, "run": demo / "runs" / run_name, "stream": demo / "stream_result.json"}
+    assert collect(demo).title == "demo_out"
