@@ -67,6 +67,8 @@ class ReportInputs:
     """PNG bytes by key: RUN_IMAGES keys, ``stream_plot``, ``stream_timeline``, ``parity_timelines``."""
     sources: dict[str, str] = dataclasses.field(default_factory=dict)
     """What was read, for the footer: role -> path."""
+    compared: list[dict] = dataclasses.field(default_factory=list)
+    """One row per bundle of a demo folder holding several (``model_row``); empty otherwise."""
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ def locate(path: str | Path) -> dict[str, Path]:
         bundles = [p for p in subdirs if _kind(p) == "bundle"]
         if bundles:
             found["bundle"] = bundles[0]
+            found.update({f"bundle{i}": b for i, b in enumerate(bundles[1:], start=2)})
         if runs:
             found["run"] = runs[0]
         for candidate in sorted(path.glob("*.json")):
@@ -200,6 +203,16 @@ def collect(path: str | Path, *, stream_json: str | Path | None = None,
             inputs.parity = _read_json(bundle / PARITY_FILE)
             inputs.sources["parity"] = str((bundle / PARITY_FILE).resolve())
         inputs.fits = fit_checks(loaded.manifest)
+    extra = [found[k] for k in sorted(found) if k.startswith("bundle") and k != "bundle"]
+    if bundle is not None and extra:
+        inputs.compared = [model_row(bundle, inputs.manifest, inputs.parity, inputs.fits)]
+        for other in extra:
+            from export.bundle import load_bundle
+
+            manifest = load_bundle(other).manifest
+            parity = _read_json(other / PARITY_FILE) if (other / PARITY_FILE).is_file() else None
+            inputs.compared.append(model_row(other, manifest, parity, fit_checks(manifest)))
+            inputs.sources[f"bundle {other.name}"] = str(other.resolve())
     stream = found.get("stream")
     if stream is not None:
         doc = _read_json(stream)
@@ -226,6 +239,23 @@ def collect(path: str | Path, *, stream_json: str | Path | None = None,
                 for i, s in enumerate(streams) for dtype, v in (s.get("variants") or {}).items()]
         inputs.images["parity_timelines"] = plot_state_timelines(rows, classes)
     return inputs
+
+
+def model_row(bundle: Path, manifest: dict, parity: dict | None, fits: list[dict]) -> dict:
+    """One bundle's headline figures, for comparing the models of a demo folder side by side."""
+    file, entry = _int8_entry(manifest)
+    training = manifest.get("training") or {}
+    model = (parity or {}).get("model_level") or {}
+    variants = model.get("variants") or {}
+    int8 = variants.get("tflite_int8/litert") or {}
+    return {"bundle": bundle.name, "arch": training.get("arch"),
+            "parameters": (entry or {}).get("parameters"), "macs": (entry or {}).get("macs"),
+            "int8_bytes": (entry or {}).get("bytes"),
+            "arena": (entry or {}).get("arena_bytes") or (manifest.get("footprint") or {}).get("arena_bytes_tflm"),
+            "float_accuracy": (variants.get(model.get("reference")) or {}).get("accuracy"),
+            "int8_accuracy": int8.get("accuracy"), "agreement": (int8.get("vs_reference") or {}).get("agreement"),
+            "gate": ((parity or {}).get("gate") or {}).get("passed"),
+            "fits": [f["profile"]["name"] for f in fits if f["model"] == file and f["fits"]]}
 
 
 def _classes(inputs: ReportInputs) -> list[str]:
@@ -546,6 +576,20 @@ def _cards(inputs: ReportInputs) -> Html:
     return Html(f'<div class="cards">{"".join(cards)}</div>') if cards else Html("")
 
 
+def _compared_section(inputs: ReportInputs) -> Html:
+    if not inputs.compared:
+        return Html("")
+    rows = [[Cell(r["bundle"], "ref" if i == 0 else ""), r.get("arch") or "-", N(r.get("parameters")),
+             N(r.get("macs")), N(size(r.get("int8_bytes"))), N(size(r.get("arena"))), N(r.get("float_accuracy")),
+             N(r.get("int8_accuracy")), badge(r.get("gate")), ", ".join(r.get("fits") or []) or "none"]
+            for i, r in enumerate(inputs.compared)]
+    return section("models", "Models in this folder",
+                   para(f"The rest of this page describes {inputs.compared[0]['bundle']}; accuracy is on each "
+                        "bundle's parity windows (float: the parity reference; int8: tflite_int8/litert).", "muted"),
+                   table(["bundle", "arch", "parameters", "MACs", "int8 model", "arena", "float accuracy",
+                          "int8 accuracy", "gate", "int8 fits on"], rows, id="models-compared"))
+
+
 def _data_section(inputs: ReportInputs) -> Html:
     data = _data_summary(inputs)
     if not data and not inputs.split:
@@ -560,8 +604,8 @@ def _data_section(inputs: ReportInputs) -> Html:
     pairs = [("source", data.get("source") or "-"), ("windows", num(n)),
              ("recordings", num(data.get("n_recordings") or data.get("recordings"))),
              ("classes", ", ".join(str(c) for c in data.get("classes") or [])),
-             ("dropped: recordings the label map leaves out", num(dropped.get("unmapped", 0))),
-             ("dropped: recordings shorter than a window", num(dropped.get("too_short", 0)))]
+             ("recordings left out: not in the label map", num(dropped.get("unmapped", 0))),
+             ("recordings left out: shorter than a window", num(dropped.get("too_short", 0)))]
     label_map = (inputs.run_config or {}).get("label_map") or _manifest_training(inputs).get("label_map")
     if label_map:
         pairs.append(("label map", label_map))
@@ -871,8 +915,10 @@ NAV = (("data", "Data"), ("training", "Training"), ("results", "Test results"), 
 def render_html(inputs: ReportInputs) -> str:
     """The whole report as one self-contained HTML document (pure: no file or network access)."""
     classes = _classes(inputs)
-    nav = "".join(f'<a href="#{ident}">{esc(label)}</a>' for ident, label in NAV)
-    body = [_data_section(inputs), _training_section(inputs), _results_section(inputs, classes),
+    nav_items = ((("models", "Models"),) if inputs.compared else ()) + NAV
+    nav = "".join(f'<a href="#{ident}">{esc(label)}</a>' for ident, label in nav_items)
+    body = [_compared_section(inputs),
+            _data_section(inputs), _training_section(inputs), _results_section(inputs, classes),
             _recordings_section(inputs), _parity_section(inputs), _footprint_section(inputs),
             _stream_section(inputs), _dsp_section(inputs)]
     sources = kv(inputs.sources.items()) if inputs.sources else ""

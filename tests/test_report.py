@@ -304,3 +304,11 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     found = locate(demo)
     assert found == {"bundle": bundle, "run": demo / "runs" / run_name, "stream": demo / "stream_result.json"}
     assert collect(demo).title == "demo_out"
+
+    # A second model's bundle (demo --with-seed): both are compared at the top of the page.
+    shutil.copytree(tiny_bundle, demo / "bundle_seed")
+    inputs = collect(demo)
+    assert [r["bundle"] for r in inputs.compared] == ["bundle", "bundle_seed"]
+    table = parse(render_html(inputs)).tables["models-compared"]
+    assert [row[0] for row in table[1:]] == ["bundle", "bundle_seed"]
+    assert table[1][4] == table[2][4] != "-"  # the same int8 model size: the same exported model
