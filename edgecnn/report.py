@@ -757,7 +757,8 @@ def _parity_section(inputs: ReportInputs) -> Html:
     parts: list[Any] = [
         Html(f'<p class="gate">Gate {badge(gate.get("passed"))} int8 accuracy may drop at most '
              f'{esc(num(parity.get("max_drop"), 3))} below {esc(ref_name)}, and int8 must agree with it on at least '
-             f'{esc(num(parity.get("min_agreement"), 3))} of windows and stream decisions.</p>'),
+             f'{esc(num(parity.get("min_agreement"), 3))} of windows (most likely class) and of stream decisions '
+             f'(smoothed state).</p>'),
         Html(f'<ul class="failures">{failures}</ul>') if failures else "",
         para(f"Model level: {num(model.get('n_windows'))} windows ({model.get('selection', '-')}); data "
              f"{parity.get('data', '-')}. Reference: {ref_name}. Agreement and errors compare each format's class "
