@@ -97,54 +97,63 @@ def _is_stream_result(doc: Any) -> bool:
     return isinstance(doc, dict) and {"timing", "events", "decisions"} <= set(doc)
 
 
-def locate(path: str | Path) -> dict[str, Path]:
+@dataclasses.dataclass
+class Located:
+    """What a path given to ``edgecnn report`` stands for (None where absent)."""
+
+    run: Path | None = None
+    bundle: Path | None = None
+    stream: Path | None = None
+    other_bundles: list[Path] = dataclasses.field(default_factory=list)
+    """Further bundles of a folder holding several (``edgecnn demo --with-seed``), in name order."""
+
+
+def locate(path: str | Path) -> Located:
     """The run directory, bundle and stream result a path stands for.
 
     ``path`` is a run directory, a bundle (its run found through the manifest's ``training.run_path``
     when that folder still exists) or a folder holding them (``edgecnn demo --out DIR``): there, its
-    sub-folders are searched two levels deep, the bundle's own run is preferred, and a top-level JSON
+    sub-folders are searched two levels deep, the first bundle in name order is the one described,
+    its own run is preferred (by ``run_path``, else by the run folder's name), and a top-level JSON
     file with ``edgecnn stream --json``'s keys is taken as the stream result.
     """
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: not a folder; give a run directory, a bundle or a demo output folder")
-    found: dict[str, Path] = {}
+    found = Located()
     kind = _kind(path)
     runs: list[Path] = []
     if kind is not None:
-        found[kind] = path
+        setattr(found, kind, path)
     else:
         subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         subdirs += sorted(q for p in subdirs for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
         runs = [p for p in subdirs if _kind(p) == "run"]
         bundles = [p for p in subdirs if _kind(p) == "bundle"]
+        if not runs and not bundles:
+            raise InputError(f"{path}: holds no edgecnn run directory or bundle (looked two folders deep); "
+                             "give the folder `edgecnn train --out` or `edgecnn export --out` wrote")
+        found.run = runs[0] if runs else None
         if bundles:
-            found["bundle"] = bundles[0]
-            found.update({f"bundle{i}": b for i, b in enumerate(bundles[1:], start=2)})
-        if runs:
-            found["run"] = runs[0]
+            found.bundle, found.other_bundles = bundles[0], bundles[1:]
         for candidate in sorted(path.glob("*.json")):
             try:
                 doc = json.loads(candidate.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if _is_stream_result(doc):
-                found["stream"] = candidate
+                found.stream = candidate
                 break
-        if not found:
-            raise InputError(f"{path}: holds no edgecnn run directory or bundle (looked two folders deep); "
-                             "give the folder `edgecnn train --out` or `edgecnn export --out` wrote")
-    if "bundle" in found:
-        manifest = _read_json(found["bundle"] / "manifest.json")
-        training = manifest.get("training") or {}
+    if found.bundle is not None:
+        training = _read_json(found.bundle / "manifest.json").get("training") or {}
         own = training.get("run_path")
         if own and _kind(Path(own)) == "run":
-            found["run"] = Path(own)
+            found.run = Path(own)
         elif training.get("run"):
             # In a moved demo folder run_path is stale: match the run by its folder name.
             same_name = [p for p in runs if p.name == training["run"]]
             if same_name:
-                found["run"] = same_name[0]
+                found.run = same_name[0]
     return found
 
 
@@ -176,69 +185,80 @@ def collect(path: str | Path, *, stream_json: str | Path | None = None,
     """Read a run / bundle / demo folder (and optionally a stream result and its plot) for the report."""
     found = locate(path)
     if stream_json is not None:
-        found["stream"] = Path(stream_json)
+        found.stream = Path(stream_json)
+    if stream_plot is not None and found.stream is None:
+        raise InputError("--stream-plot needs the stream's JSON too (--stream-json)")
     now = now or _dt.datetime.now(_dt.timezone.utc)
     # A demo folder is named after the whole job; a bundle or run stands for itself.
-    named = Path(path) if _kind(Path(path)) is None else (found.get("bundle") or found.get("run"))
-    inputs = ReportInputs(title=Path(named).resolve().name,
-                          generated=now.replace(microsecond=0).isoformat())
-    run = found.get("run")
-    if run is not None:
-        inputs.sources["run directory"] = str(run.resolve())
-        inputs.run_config = _read_json(run / "config.json")
-        for attr, name in (("metrics", "metrics.json"), ("history", "history.json"), ("split", "split.json")):
-            if (run / name).is_file():
-                setattr(inputs, attr, _read_json(run / name))
-        for key, (name, _caption) in RUN_IMAGES.items():
-            if (run / name).is_file():
-                inputs.images[key] = (run / name).read_bytes()
-    bundle = found.get("bundle")
-    if bundle is not None:
-        from export.bundle import load_bundle
+    named = Path(path) if _kind(Path(path)) is None else (found.bundle or found.run)
+    inputs = ReportInputs(title=Path(named).resolve().name, generated=now.replace(microsecond=0).isoformat())
+    if found.run is not None:
+        _read_run(inputs, found.run)
+    if found.bundle is not None:
+        _read_bundle(inputs, found.bundle, found.other_bundles)
+    if found.stream is not None:
+        _read_stream(inputs, found.stream, Path(stream_plot) if stream_plot is not None else None)
+    _plot_missing(inputs)
+    return inputs
 
-        loaded = load_bundle(bundle)  # verifies schema and hashes: the report describes a sound bundle
-        inputs.sources["bundle"] = str(bundle.resolve())
-        inputs.manifest = loaded.manifest
-        if (bundle / PARITY_FILE).is_file():
-            inputs.parity = _read_json(bundle / PARITY_FILE)
-            inputs.sources["parity"] = str((bundle / PARITY_FILE).resolve())
-        inputs.fits = fit_checks(loaded.manifest)
-    extra = [found[k] for k in sorted(found) if k.startswith("bundle") and k != "bundle"]
-    if bundle is not None and extra:
+
+def _read_run(inputs: ReportInputs, run: Path) -> None:
+    inputs.sources["run directory"] = str(run.resolve())
+    inputs.run_config = _read_json(run / "config.json")
+    for attr, name in (("metrics", "metrics.json"), ("history", "history.json"), ("split", "split.json")):
+        if (run / name).is_file():
+            setattr(inputs, attr, _read_json(run / name))
+    for key, (name, _caption) in RUN_IMAGES.items():
+        if (run / name).is_file():
+            inputs.images[key] = (run / name).read_bytes()
+
+
+def _read_bundle(inputs: ReportInputs, bundle: Path, others: list[Path]) -> None:
+    from export.bundle import load_bundle
+
+    inputs.manifest = load_bundle(bundle).manifest  # verified (schema, hashes): the page describes a sound bundle
+    inputs.sources["bundle"] = str(bundle.resolve())
+    if (bundle / PARITY_FILE).is_file():
+        inputs.parity = _read_json(bundle / PARITY_FILE)
+        inputs.sources["parity"] = str((bundle / PARITY_FILE).resolve())
+    inputs.fits = fit_checks(inputs.manifest)
+    if others:
         inputs.compared = [model_row(bundle, inputs.manifest, inputs.parity, inputs.fits)]
-        for other in extra:
-            from export.bundle import load_bundle
+    for other in others:
+        manifest = load_bundle(other).manifest
+        parity = _read_json(other / PARITY_FILE) if (other / PARITY_FILE).is_file() else None
+        inputs.compared.append(model_row(other, manifest, parity, fit_checks(manifest)))
+        inputs.sources[f"bundle {other.name}"] = str(other.resolve())
 
-            manifest = load_bundle(other).manifest
-            parity = _read_json(other / PARITY_FILE) if (other / PARITY_FILE).is_file() else None
-            inputs.compared.append(model_row(other, manifest, parity, fit_checks(manifest)))
-            inputs.sources[f"bundle {other.name}"] = str(other.resolve())
-    stream = found.get("stream")
-    if stream is not None:
-        doc = _read_json(stream)
-        if not _is_stream_result(doc):
-            raise InputError(f"{stream}: not an `edgecnn stream --json` result (needs timing, events, decisions)")
-        inputs.stream = doc
-        inputs.sources["stream result"] = str(stream.resolve())
-        plot = Path(stream_plot) if stream_plot is not None else stream.with_suffix(".png")
-        if plot.is_file():
-            inputs.images["stream_plot"] = plot.read_bytes()
-            inputs.sources["stream plot"] = str(plot.resolve())
-        elif stream_plot is not None:
-            raise InputError(f"--stream-plot {plot}: no such file")
-    elif stream_plot is not None:
-        raise InputError("--stream-plot needs the stream's JSON too (--stream-json)")
+
+def _read_stream(inputs: ReportInputs, stream: Path, plot: Path | None) -> None:
+    doc = _read_json(stream)
+    if not _is_stream_result(doc):
+        raise InputError(f"{stream}: not an `edgecnn stream --json` result (needs timing, events, decisions)")
+    inputs.stream = doc
+    inputs.sources["stream result"] = str(stream.resolve())
+    if plot is not None and not plot.is_file():
+        raise InputError(f"--stream-plot {plot}: no such file")
+    plot = plot or stream.with_suffix(".png")
+    if plot.is_file():
+        inputs.images["stream_plot"] = plot.read_bytes()
+        inputs.sources["stream plot"] = str(plot.resolve())
+
+
+def _plot_missing(inputs: ReportInputs) -> None:
+    """Plot (in memory) the timelines no PNG on disk shows: the stream without --plot, parity's streams."""
     classes = _classes(inputs)
-    if inputs.stream is not None and "stream_plot" not in inputs.images and classes:
+    if not classes:
+        return
+    if inputs.stream is not None and "stream_plot" not in inputs.images:
         duration = (inputs.stream.get("timing") or {}).get("stream_s") or 0.0
         inputs.images["stream_timeline"] = plot_state_timelines(
             [("stream", duration, inputs.stream.get("events") or [], inputs.stream.get("state"))], classes)
     streams = ((inputs.parity or {}).get("stream_level") or {}).get("streams") or []
-    if streams and classes:
+    if streams:
         rows = [(f"{i + 1}: {dtype}", s.get("seconds") or 0.0, v.get("events") or [], None)
                 for i, s in enumerate(streams) for dtype, v in (s.get("variants") or {}).items()]
         inputs.images["parity_timelines"] = plot_state_timelines(rows, classes)
-    return inputs
 
 
 def model_row(bundle: Path, manifest: dict, parity: dict | None, fits: list[dict]) -> dict:
@@ -934,4 +954,5 @@ def render_html(inputs: ReportInputs) -> str:
             f"from:{sources}</div></footer></body></html>\n")
 
 
-__all__ = ["ReportInputs", "collect", "fit_checks", "locate", "plot_state_timelines", "render_html"]
+__all__ = ["Located", "ReportInputs", "collect", "fit_checks", "locate", "model_row", "plot_state_timelines",
+           "render_html"]

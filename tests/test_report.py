@@ -217,6 +217,11 @@ def test_report_from_a_run_or_a_bundle_alone(demo_folder, trained_run_dir, tmp_p
     # The bundle's run is found through its manifest; the stream plot beside the JSON is used.
     dom = parse(page)
     assert {img["alt"] for img in dom.images} >= {"training curves", "stream timeline"}
+    # A stream result without its --plot PNG: the state timeline is drawn from its events instead.
+    lone = shutil.copy(demo_folder / "stream.json", tmp_path / "lone.json")
+    inputs = collect(bundle, stream_json=lone)
+    assert "stream_timeline" in inputs.images and "stream_plot" not in inputs.images
+    assert "Decided state over the stream" in render_html(inputs)
 
 
 def test_render_escapes_every_text_from_the_inputs():
@@ -281,7 +286,9 @@ def test_a_json_that_is_not_a_stream_result_is_refused(tiny_bundle, tmp_path, ca
     assert main(["report", str(tiny_bundle), "--stream-json", str(bogus), "--out", str(tmp_path / "r.html")]) == 2
     assert "not an `edgecnn stream --json` result" in capsys.readouterr().err
     # The tiny fixture run has a config but no metrics, history or plots: the page says what is missing.
-    inputs = collect(tiny_bundle)
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    (bundle / "parity.json").unlink(missing_ok=True)  # other tests run parity on the shared fixture
+    inputs = collect(bundle)
     assert inputs.manifest is not None and inputs.run_config is not None and inputs.metrics is None
     page = render_html(inputs)
     dom = parse(page)
@@ -302,7 +309,8 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     (demo / "notes.json").write_text("{}")
     (demo / "stream_result.json").write_text(json.dumps({"timing": {}, "events": [], "decisions": 0}))
     found = locate(demo)
-    assert found == {"bundle": bundle, "run": demo / "runs" / run_name, "stream": demo / "stream_result.json"}
+    assert (found.bundle, found.run, found.stream) == (bundle, demo / "runs" / run_name, demo / "stream_result.json")
+    assert found.other_bundles == []
     assert collect(demo).title == "demo_out"
 
     # A second model's bundle (demo --with-seed): both are compared at the top of the page.
