@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,10 +22,12 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html
+from tests.util import subprocess_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars")
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                  "--disable-dev-shm-usage")  # containers often have a tiny /dev/shm
 PROBE = ("<script>window.addEventListener('load', () => { for (const img of document.images) "
          "{ img.setAttribute('data-natural-width', img.naturalWidth); } "
          "document.body.setAttribute('data-probe', 'done'); });</script>")
@@ -320,3 +323,15 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     table = parse(render_html(inputs)).tables["models-compared"]
     assert [row[0] for row in table[1:]] == ["bundle", "bundle_seed"]
     assert table[1][4] == table[2][4] != "-"  # the same int8 model size: the same exported model
+
+
+def test_report_imports_no_tensorflow(tiny_bundle, tmp_path):
+    """The report reads files; it must stay quick and usable where only the device side is installed."""
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    code = ("import sys; from edgecnn.cli import main; "
+            f"code = main(['report', {str(bundle)!r}, '--out', {str(tmp_path / 'r.html')!r}, '--quiet']); "
+            "print(code, sorted(m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env())
+    assert proc.stdout.split() == ["0", "[]"], proc.stderr[-2000:]
+    assert (tmp_path / "r.html").stat().st_size > 10_000
