@@ -120,7 +120,8 @@ def evaluate(bundle, data: ParityData, *, backends: Iterable[str] = DEFAULT_BACK
         raise InputError(f"{bundle.path}: the fidelity report needs the bundle's int8 TFLite model")
 
     say(f"float definition on {len(labels)} windows")
-    reference = backend_spectrogram(np.asarray(windows, dtype=np.float64), cfg, NumpyBackend())
+    # The same float32 windows every backend sees (the data layer's windows), through the float definition.
+    reference = backend_spectrogram(np.asarray(windows), cfg, NumpyBackend())
     reference_images = transform_magnitudes(reference, cfg)[..., None]
     int8_float_features = run_variant(bundle, runtime, "int8", reference_images).argmax(axis=1)
     if ("tflite", "float32") in present:

@@ -53,11 +53,14 @@ class ParityData:
 
 
 def select_data(bundle, path: str | Path, *, label_map: str | None = None,
-                progress: Callable[[int, int], None] | None = None) -> ParityData:
-    """Windows of ``path`` at the bundle's DSP config; the run's test recordings when its split applies."""
+                progress: Callable[[int, int], None] | None = None, overlap: float = 0.0) -> ParityData:
+    """Windows of ``path`` at the bundle's DSP config; the run's test recordings when its split applies.
+
+    ``overlap`` (window overlap in [0, 1)) gives more windows of short test recordings.
+    """
     training = bundle.manifest.get("training") or {}
     label_map = label_map or training.get("label_map") or None
-    ws = load_windows(path, bundle.cfg, label_map=label_map)
+    ws = load_windows(path, bundle.cfg, label_map=label_map, overlap=overlap)
     unknown = [c for c in ws.classes if c not in bundle.classes]
     if unknown:
         raise InputError(f"{path}: data classes {unknown} are not the bundle's classes {bundle.classes}; "

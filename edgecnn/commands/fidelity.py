@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
     p.add_argument("--label-map", default=None,
                    help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
+    p.add_argument("--overlap", type=float, default=0.0,
+                   help="window overlap in [0, 1) for more windows of short test recordings (default 0)")
     p.add_argument("--backends", default="numpy,cmsis-f32,cmsis-q15",
                    help="DSP backends to evaluate (default numpy,cmsis-f32,cmsis-q15)")
     p.add_argument("--runtime", choices=("litert", "tflm"), default="litert",
@@ -48,7 +50,7 @@ def run(args) -> int:
         raise ConfigError(f"--max-drop {args.max_drop} must be in [0, 1]")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     bundle = load_bundle(args.bundle)
-    data = parity.select_data(bundle, args.data, label_map=args.label_map,
+    data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
                               progress=Progress("features", quiet=args.quiet))
 
     def say(message: str) -> None:
@@ -58,6 +60,7 @@ def run(args) -> int:
     result = fidelity.evaluate(bundle, data, backends=backends, runtime=args.runtime, curve=not args.no_curve,
                                say=say)
     result["data"] = str(args.data)
+    result["overlap"] = args.overlap
     failures = []
     if args.max_drop is not None:
         base = result["int8_on_float_features"]["accuracy"]
