@@ -267,3 +267,45 @@ def test_fidelity_command_errors_are_one_line(trained_bundle, trained_data):
                    "--quiet", "--no-curve")
     assert proc.returncode == 2
     assert "unknown DSP backends ['cmsis-q31']" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_cli_declares_the_device(tiny_run_dir, tmp_path):
+    out = tmp_path / "bundle"
+    proc = run_cli("export", str(tiny_run_dir), "--out", str(out), "--formats", "tflite_int8", "--dsp", "cmsis-q15",
+                   "--adc-full-scale", "8", "--adc-bits", "14")
+    assert proc.returncode == 0, proc.stderr
+    assert "device: DSP cmsis-q15 (bundle), ADC +/-8 g 14-bit" in proc.stdout
+    assert load_bundle(out).device == {"dsp": "cmsis-q15", "adc": DEVICE_ADC.to_dict(), "golden_q15": GOLDEN_Q15_FILE}
+    # An ADC alone declares the converter in front of the float definition; no q15 golden vectors then.
+    proc = run_cli("export", str(tiny_run_dir), "--out", str(tmp_path / "adc_only"), "--formats", "tflite_int8",
+                   "--adc-full-scale", "8", "--adc-bits", "14", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    bundle = load_bundle(tmp_path / "adc_only")
+    assert bundle.device == {"dsp": "numpy", "adc": DEVICE_ADC.to_dict()}
+    assert GOLDEN_Q15_FILE not in bundle.manifest["files"]
+    proc = run_cli("export", str(tiny_run_dir), "--out", str(tmp_path / "bad"), "--adc-full-scale", "-1", "--quiet")
+    assert proc.returncode == 2 and "ADC full_scale=-1.0 must be a finite number > 0" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_fidelity_report_imports_no_tensorflow(q15_bundle, tmp_path):
+    import subprocess
+    import sys
+
+    from edgecnn import synth
+    from tests.util import subprocess_env
+
+    data = synth.write_pickle(tmp_path / "few.pkl", synth.generate(n=8, seed=9, n_recordings=4))
+    code = ("import sys, json; from edgecnn.cli import main; "
+            f"rc = main(['fidelity', {str(q15_bundle)!r}, '--data', {str(data)!r}, '--backends', 'cmsis-q15', "
+            f"'--no-curve', '--quiet', '--json', {str(tmp_path / 'f.json')!r}]); "
+            "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx') if m in sys.modules]; "
+            "print(json.dumps({'rc': rc, 'heavy': heavy}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"rc": 0, "heavy": []}
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["backends"]["cmsis-q15"]["device"]["from"] == "option"
+    assert report["declared_device"]["dsp"] == "cmsis-q15" and report["n_windows"] == 8
