@@ -277,12 +277,12 @@ def test_export_cli_declares_the_device(tiny_run_dir, tmp_path):
     assert "device: DSP cmsis-q15 (bundle), ADC +/-8 g 14-bit" in proc.stdout
     assert load_bundle(out).device == {"dsp": "cmsis-q15", "adc": DEVICE_ADC.to_dict(), "golden_q15": GOLDEN_Q15_FILE}
     # An ADC alone declares the converter in front of the float definition; no q15 golden vectors then.
-    proc = run_cli("export", str(tiny_run_dir), "--out", str(tmp_path / "adc_only"), "--formats", "tflite_int8",
-                   "--adc-full-scale", "8", "--adc-bits", "14", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    bundle = load_bundle(tmp_path / "adc_only")
-    assert bundle.device == {"dsp": "numpy", "adc": DEVICE_ADC.to_dict()}
-    assert GOLDEN_Q15_FILE not in bundle.manifest["files"]
+    from export.writer import device_section
+
+    cfg = load_bundle(out).cfg
+    assert device_section(None, DEVICE_ADC, cfg) == {"dsp": "numpy", "adc": DEVICE_ADC.to_dict()}
+    assert device_section(None, None, cfg) is None
+    assert device_section("cmsis-q15", None, cfg)["adc"] == ADC().to_dict()
     proc = run_cli("export", str(tiny_run_dir), "--out", str(tmp_path / "bad"), "--adc-full-scale", "-1", "--quiet")
     assert proc.returncode == 2 and "ADC full_scale=-1.0 must be a finite number > 0" in proc.stderr
     assert not (tmp_path / "bad").exists()
