@@ -52,14 +52,17 @@ class ParityData:
     selection: str
 
 
-def select_data(bundle, path: str | Path, *, label_map: str | None = None,
-                progress: Callable[[int, int], None] | None = None, overlap: float = 0.0) -> ParityData:
+def select_data(bundle, path: str | Path, *, label_map: str | None = None, overlap: float | None = None,
+                progress: Callable[[int, int], None] | None = None) -> ParityData:
     """Windows of ``path`` at the bundle's DSP config; the run's test recordings when its split applies.
 
-    ``overlap`` (window overlap in [0, 1)) gives more windows of short test recordings.
+    ``label_map`` and ``overlap`` default to the ones the bundle's model was trained with.
     """
     training = bundle.manifest.get("training") or {}
     label_map = label_map or training.get("label_map") or None
+    if overlap is None:
+        hop = (training.get("data") or {}).get("hop")
+        overlap = 1.0 - hop / bundle.cfg.window_samples if hop else 0.0
     ws = load_windows(path, bundle.cfg, label_map=label_map, overlap=overlap)
     unknown = [c for c in ws.classes if c not in bundle.classes]
     if unknown:

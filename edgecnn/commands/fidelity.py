@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
     p.add_argument("--label-map", default=None,
                    help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
-    p.add_argument("--overlap", type=float, default=0.0,
-                   help="window overlap in [0, 1) for more windows of short test recordings (default 0)")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap in [0, 1) (default: the overlap the model was trained with)")
     p.add_argument("--backends", default="numpy,cmsis-f32,cmsis-q15",
                    help="DSP backends to evaluate (default numpy,cmsis-f32,cmsis-q15)")
     p.add_argument("--runtime", choices=("litert", "tflm"), default="litert",
