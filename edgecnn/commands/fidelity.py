@@ -60,7 +60,8 @@ def run(args) -> int:
     result = fidelity.evaluate(bundle, data, backends=backends, runtime=args.runtime, curve=not args.no_curve,
                                say=say)
     result["data"] = str(args.data)
-    result["overlap"] = args.overlap
+    hop = getattr(data.windows, "hop", None)
+    result["overlap"] = round(1.0 - hop / bundle.cfg.window_samples, 6) if hop else None
     failures = []
     if args.max_drop is not None:
         base = result["int8_on_float_features"]["accuracy"]
