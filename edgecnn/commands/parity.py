@@ -83,7 +83,10 @@ def run(args) -> int:
         layers = quant_debug.layer_errors(info.model_path, dsp.features(windows, info.cfg), data.images[:64])
 
     failures = parity.gate(model, stream, max_drop=args.max_drop, min_agreement=args.min_agreement)
+    # Parity compares model formats on the float definition's features (numpy DSP, no ADC) in windows and
+    # streams alike; the declared device DSP is what `edgecnn fidelity` evaluates.
     result = {"bundle": str(Path(args.bundle).resolve()), "data": str(args.data), "classes": bundle.classes,
+              "dsp": "numpy", "declared_device": bundle.device,
               "max_drop": args.max_drop, "min_agreement": args.min_agreement, "model_level": model,
               "stream_level": stream, "debug_layers": layers, "gate": {"passed": not failures,
                                                                         "failures": failures}}
