@@ -158,11 +158,18 @@ def locate(path: str | Path) -> Located:
 
 
 def fit_checks(manifest: dict) -> list[dict]:
-    """Each TFLite model of a bundle (the files a device runs) against every built-in device profile."""
+    """Each TFLite model of a bundle (the files a device runs) against every built-in device profile.
+
+    The same figures ``edgecnn stream --profile`` checks: flash = the model file plus the declared DSP
+    backend's constant tables; RAM = the tensor arena plus the streaming runtime's buffers for
+    256-sample blocks with that backend.
+    """
     from edgecnn.config import SpectrogramConfig
     from firmware_sim import profiles
+    from firmware_sim.dsp_backends import DeviceDSP
 
     cfg = SpectrogramConfig.from_dict(manifest["dsp"])
+    dsp = DeviceDSP.resolve(manifest.get("device")).name
     footprint = manifest.get("footprint") or {}
     out = []
     for file, entry in (manifest.get("models") or {}).items():
@@ -172,11 +179,12 @@ def fit_checks(manifest: dict) -> list[dict]:
         if not arena:
             continue
         itemsize = 1 if (entry.get("input") or {}).get("dtype") in ("int8", "uint8") else 4
-        buffers = profiles.runtime_buffer_bytes(cfg, block=256, input_itemsize=itemsize,
+        buffers = profiles.runtime_buffer_bytes(cfg, block=256, input_itemsize=itemsize, dsp=dsp,
                                                 n_classes=len(manifest.get("classes") or [0, 0]))
         for profile in profiles.BUILTIN.values():
-            report = profiles.check_fit(profile, flash_bytes=entry["bytes"], arena_bytes=arena, buffers=buffers)
-            out.append({"model": file, **report.to_json()})
+            report = profiles.check_fit(profile, flash_bytes=entry["bytes"], arena_bytes=arena, buffers=buffers,
+                                        tables=profiles.dsp_flash_bytes(cfg, dsp))
+            out.append({"model": file, "dsp": dsp, **report.to_json()})
     return out
 
 
@@ -852,8 +860,10 @@ def _footprint_section(inputs: ReportInputs) -> Html:
               id="models-table"),
         Html("<h3>Against the built-in device profiles</h3>"),
         para("RAM needed = the tensor arena tflite-micro measured plus the streaming runtime's own buffers "
-             "(DMA half-buffers, sample history, FFT scratch, rolling image, smoothing) for 256-sample blocks; "
-             "flash needed = the model file.", "muted"),
+             "(DMA half-buffers, sample history, DSP working memory, rolling image, smoothing) for 256-sample "
+             "blocks; flash needed = the model file plus the DSP backend's constant tables. DSP backend: "
+             f"{inputs.fits[0]['dsp'] if inputs.fits else '-'} (the bundle's declared device DSP; numpy counts "
+             "as the float32 port). The same check as `edgecnn stream --profile`.", "muted"),
         table(["model", "profile", "flash", "flash used", "RAM", "RAM used", "verdict"], frows, id="fit-table")
         if frows else missing("No TFLite model with a measured arena in this bundle.", "edgecnn inspect BUNDLE"),
         Html("<h3>Footprint figures</h3>"), kv(pairs)]
@@ -882,6 +892,11 @@ def _stream_section(inputs: ReportInputs) -> Html:
               f"{num(t.get('decision_latency_ms_p50'), 2)} / {num(t.get('decision_latency_ms_worst'), 2)}"),
              ("final state", stream.get("state", "-")),
              ("faults", ", ".join(f"{k} {v}" for k, v in faults.items() if v) or "none")]
+    if stream.get("fit"):
+        fit = stream["fit"]
+        pairs.append((f"checked against {fit['profile']['name']}",
+                      f"{'fits' if fit['fits'] else 'does NOT fit'}: flash {size(fit['flash_needed'])}, "
+                      f"RAM {size(fit['ram_needed'])}"))
     if stream.get("peak_rss_mb") is not None:
         pairs.append(("peak resident memory", f"{stream['peak_rss_mb']} MB"))
     events = stream.get("events") or []

@@ -8,6 +8,7 @@ not installed (``.ci/run`` installs it).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html
+from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html, size
 from tests.util import subprocess_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -88,7 +89,8 @@ def demo_folder(trained_run_dir, trained_bundle, trained_data, tmp_path_factory)
     bundle = shutil.copytree(trained_bundle, folder / "bundle")
     assert main(["parity", str(bundle), "--data", str(trained_data), "--quiet"]) in (0, 1)
     assert main(["stream", str(bundle), "--source", "synth:duration=20,onset=10,seed=1", "--json",
-                 str(folder / "stream.json"), "--plot", str(folder / "stream.png"), "--quiet"]) == 0
+                 str(folder / "stream.json"), "--plot", str(folder / "stream.png"), "--profile", "cortex-m4",
+                 "--quiet"]) == 0
     return folder
 
 
@@ -161,7 +163,7 @@ def test_report_is_self_contained_and_shows_the_runs_figures(report, demo_folder
     assert "url(" not in page and "@import" not in page
     # The run's PNGs are embedded byte for byte.
     for name in ("training_curves.png", "confusion_matrix.png", "example_spectrograms.png"):
-        assert __import__("base64").b64encode((demo_folder / "run" / name).read_bytes()).decode() in page
+        assert base64.b64encode((demo_folder / "run" / name).read_bytes()).decode() in page
 
     config = json.loads((demo_folder / "run" / "config.json").read_text())
     data = dom.tables["table0"]  # the Windows key/value table comes first
@@ -175,26 +177,22 @@ def test_report_is_self_contained_and_shows_the_runs_figures(report, demo_folder
     worst = [min(float(c) for c in row[3:] if c != "-") for row in per_rec[1:]]
     assert worst == sorted(worst)
 
-    # Footprint: the int8 model against each built-in profile, with the figures check_fit gives.
+    # Footprint: the int8 model against each built-in profile; for cortex-m4 exactly the figures
+    # `edgecnn stream --profile cortex-m4` checked before it ran.
     from firmware_sim import profiles
 
-    manifest = json.loads((demo_folder / "bundle" / "manifest.json").read_text())
-    fit_rows = [r for r in dom.tables["fit-table"][1:] if r[0] == "model_int8.tflite"]
-    assert [r[1] for r in fit_rows] == list(profiles.BUILTIN)
-    int8 = manifest["models"]["model_int8.tflite"]
-    for row, profile in zip(fit_rows, profiles.BUILTIN.values()):
-        from edgecnn.config import SpectrogramConfig
-
-        buffers = profiles.runtime_buffer_bytes(SpectrogramConfig.from_dict(manifest["dsp"]), block=256,
-                                                n_classes=len(manifest["classes"]))
-        fit = profiles.check_fit(profile, flash_bytes=int8["bytes"], arena_bytes=int8["arena_bytes"],
-                                 buffers=buffers)
-        assert row[-1] == ("FITS" if fit.fits else "DOES NOT FIT")
-        share = fit.flash_needed / profile.flash_bytes
-        assert row[3] == (f"{100 * share:.1f} %" if share >= 0.001 else "< 0.1 %")
+    stream = json.loads((demo_folder / "stream.json").read_text())
+    fit_rows = {r[1]: r for r in dom.tables["fit-table"][1:] if r[0] == "model_int8.tflite"}
+    assert list(fit_rows) == list(profiles.BUILTIN)
+    checked = stream["fit"]
+    row = fit_rows[checked["profile"]["name"]]
+    assert row[2] == f"{size(checked['flash_needed'])} of {size(checked['profile']['flash_bytes'])}"
+    assert row[4] == f"{size(checked['ram_needed'])} of {size(checked['profile']['ram_bytes'])}"
+    assert row[5] == f"{100 * checked['ram_needed'] / checked['profile']['ram_bytes']:.1f} %"
+    assert row[6] == ("FITS" if checked["fits"] else "DOES NOT FIT")
+    assert fit_rows["raspberry-pi-4"][6] == "FITS" and fit_rows["raspberry-pi-4"][3] == "< 0.1 %"
 
     # The stream result: its events, one row each.
-    stream = json.loads((demo_folder / "stream.json").read_text())
     events = dom.tables.get("events-table", [[]])[1:]
     assert [r[0] for r in events] == [f"{e['time_s']:.3f}" for e in stream["events"]]
     assert "events-table" in dom.tables or "No state changes." in page
