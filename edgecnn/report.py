@@ -863,7 +863,7 @@ def _footprint_section(inputs: ReportInputs) -> Html:
              "(DMA half-buffers, sample history, DSP working memory, rolling image, smoothing) for 256-sample "
              "blocks; flash needed = the model file plus the DSP backend's constant tables. DSP backend: "
              f"{inputs.fits[0]['dsp'] if inputs.fits else '-'} (the bundle's declared device DSP; numpy counts "
-             "as the float32 port). The same check as `edgecnn stream --profile`.", "muted"),
+             "as the float32 port): the same check as edgecnn stream --profile.", "muted"),
         table(["model", "profile", "flash", "flash used", "RAM", "RAM used", "verdict"], frows, id="fit-table")
         if frows else missing("No TFLite model with a measured arena in this bundle.", "edgecnn inspect BUNDLE"),
         Html("<h3>Footprint figures</h3>"), kv(pairs)]
