@@ -2,7 +2,8 @@
 
 Every stage runs the real command in-process (``edgecnn.cli.main``), so the demo shows exactly what a
 user's own run prints: synth -> train (edge; seed too with --with-seed) -> export -> parity -> stream a
-fault-onset recording through firmware_sim; then a summary read back from the files the stages wrote.
+fault-onset recording through firmware_sim -> one HTML report; then a summary read back from the files the
+stages wrote.
 """
 
 from __future__ import annotations
@@ -80,13 +81,14 @@ def run(args) -> int:
                                str(stream_json), "--events", str(out / "events_edge.jsonl"), "--plot",
                                str(out / "stream_edge.png"), "--profile", "cortex-m4", *quiet],
                gate=True, subprocess=True)
+    stages.run("report", ["report", str(out), "--out", str(out / "report.html"), *quiet])
     print("\n" + summary(out, archs, stages.rows, gates))
     return 0 if all(code == 0 for code in gates.values()) else 1
 
 
 def summary(out: Path, archs: list[str], rows: list[tuple[str, float]], gates: dict[str, int]) -> str:
     """The short summary: accuracy float and int8, bundle size, arena, stream events and real-time factor."""
-    lines = ["edgecnn demo summary", f"  results in {out}/"]
+    lines = ["edgecnn demo summary", f"  results in {out}/ (open {out / 'report.html'})"]
     for arch in archs:
         metrics = json.loads((out / f"run_{arch}" / "metrics.json").read_text())
         manifest = json.loads((out / f"bundle_{arch}" / "manifest.json").read_text())
