@@ -124,12 +124,12 @@ def check_out(out: str | Path, force: bool) -> Path:
 
 
 def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str | Path, arch: str = "edge",
-              epochs: int = 30, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
+              epochs: int = 60, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
               test_where: dict[str, Any] | None = None, test_fraction: float = 0.25,
               val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
-              patience: int = 8, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
+              patience: int = 12, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
 
     ``overlap`` is the window overlap ``data`` was cut with (it sizes the gap of a time-based
