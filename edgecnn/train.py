@@ -41,8 +41,8 @@ CALIBRATION_WINDOWS = 200
 
 @dataclasses.dataclass
 class TrainResult:
-    out: Path | None
-    """The run directory written (None on a non-chief multi-worker process that wrote nothing)."""
+    out: Path
+    """The run directory written (on a non-chief multi-worker process: its copy ``RUN_DIR.worker<i>``)."""
     cfg: SpectrogramConfig
     """DSP config with the fitted normalisation."""
     metrics: dict[str, Any]
