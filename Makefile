@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench clean device-env
 
 venv: $(STAMP)
 
@@ -20,11 +20,25 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: venv lint
+test: venv lint device-env
 	$(PY) -m pytest -q
 
 bench: venv
 	$(PY) benchmarks/run_all.py
+
+# The device-only legacy stack: numpy < 2, tflite-runtime 2.14 (the last release; cp311 wheels, it
+# fails to load under numpy 2) and this package without its training extra (no TensorFlow).
+# tests/test_stream_device_env.py streams a bundle made in the main environment through it.
+DEVICE_VENV := .venv-device
+DEVICE_STAMP := $(DEVICE_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+device-env: $(DEVICE_STAMP)
+
+$(DEVICE_STAMP): pyproject.toml
+	test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEVICE_VENV)/bin/python -m pip install --quiet "numpy>=1.26,<2" "tflite-runtime==2.14.0" -e .
+	rm -f $(DEVICE_VENV)/.installed-* && touch $@
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -110,6 +110,8 @@ class WindowSet:
     """Per recording: id, label, class, source, fs (native), n_windows and metadata."""
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     """Recordings left out and why (``unmapped`` label, ``too_short``)."""
+    hop: int | None = None
+    """Samples between the starts of consecutive windows of a continuous recording."""
 
     def __len__(self) -> int:
         return int(self.labels.size)
@@ -127,7 +129,7 @@ class WindowSet:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {"n_windows": len(self), "n_recordings": int(np.unique(self.groups).size),
                 "classes": list(self.classes), "windows_per_class": dict(zip(self.classes, counts.tolist())),
-                "dropped": dict(self.dropped)}
+                "dropped": dict(self.dropped), "hop": self.hop}
 
 
 def window_hop(window_samples: int, overlap: float) -> int:
@@ -211,7 +213,8 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
         raise InputError(f"only one class ({classes[present[0]]!r}) has windows; need at least two "
                          f"(check the label map)")
     return WindowSet(windows=np.concatenate(windows), labels=np.concatenate(labels),
-                     groups=np.concatenate(groups), classes=classes, recordings=rec_info, dropped=dropped)
+                     groups=np.concatenate(groups), classes=classes, recordings=rec_info, dropped=dropped,
+                     hop=hop)
 
 
 # --- splits ------------------------------------------------------------------------------------------

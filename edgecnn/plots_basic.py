@@ -40,3 +40,45 @@ def plot_example_spectrograms(images: np.ndarray, labels: np.ndarray, classes: l
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_parity(model_level: dict, probabilities: dict[str, np.ndarray], classes: list[str],
+                path: str | Path) -> Path:
+    """Accuracy per format against the float reference, and int8 vs float probabilities of one class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    variants = model_level["variants"]
+    reference = model_level["reference"]
+    names = list(variants)
+    fig, (ax_bar, ax_sc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    acc = [variants[n]["accuracy"] for n in names]
+    colours = ["tab:orange" if variants[n]["dtype"] == "int8" else "tab:blue" for n in names]
+    ax_bar.barh(names, acc, color=colours)
+    ax_bar.axvline(variants[reference]["accuracy"], color="k", ls="--", lw=1, label=f"reference ({reference})")
+    lo = max(0.0, min(acc) - 0.05)
+    ax_bar.set_xlim(lo, 1.0)
+    for y, a in enumerate(acc):
+        ax_bar.text(a, y, f" {a:.4f}", va="center", fontsize=8)
+    ax_bar.set_xlabel("accuracy")
+    ax_bar.set_title("accuracy per format (orange: int8)")
+    ax_bar.invert_yaxis()
+    ax_bar.legend(loc="lower left", fontsize=8)
+    cls = len(classes) - 1
+    ref = probabilities[reference][:, cls]
+    for n in names:
+        if variants[n]["dtype"] == "int8" and n in probabilities:
+            ax_sc.scatter(ref, probabilities[n][:, cls], s=6, alpha=0.5, label=n)
+    ax_sc.plot([0, 1], [0, 1], color="k", lw=0.8)
+    ax_sc.set_xlabel(f"p({classes[cls]}) {reference}")
+    ax_sc.set_ylabel(f"p({classes[cls]}) int8")
+    ax_sc.set_title("int8 against float, per window")
+    ax_sc.legend(fontsize=8)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,45 @@
+"""``edgecnn export RUN_DIR --out BUNDLE_DIR``: write the deployable bundle of a training run.
+
+Light at import: TensorFlow is imported by ``export.writer`` inside the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    from export.writer import ALL_FORMATS, DEFAULT_FORMATS
+
+    parser = subparsers.add_parser(
+        "export", help="write the deployable bundle (TFLite, ONNX, C array, manifest) of a run",
+        description="Convert a training run into a bundle folder, written atomically.")
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `edgecnn train`")
+    parser.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle folder to create")
+    parser.add_argument("--formats", default=None, metavar="LIST",
+                        help=f"comma list of {', '.join(ALL_FORMATS)}, or 'default' / 'all' "
+                             f"(default: {','.join(DEFAULT_FORMATS)}; tflite_int8 is always written)")
+    parser.add_argument("--calibration", type=int, default=200, metavar="N",
+                        help="training windows (stratified) that calibrate the int8 models (default 200)")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.bundle import load_bundle
+    from export.writer import export_bundle
+
+    def say(message: str) -> None:
+        print(f"export: {message}", file=sys.stderr, flush=True)
+
+    out = export_bundle(args.run_dir, args.out, formats=args.formats, calibration=args.calibration,
+                        force=args.force, progress=None if args.quiet else say, quiet=args.quiet)
+    bundle = load_bundle(out)  # read back: what was written verifies
+    if not args.quiet:
+        for entry in bundle.models.values():
+            print(f"{entry.file:24s} {entry.bytes:>10,d} bytes")
+        print(f"tensor arena (tflite-micro): {bundle.footprint['arena_bytes_tflm']:,d} bytes")
+        print(f"bundle: {out}")
+    return 0

@@ -1,0 +1,132 @@
+"""``edgecnn inspect BUNDLE_DIR [--json [OUT]]``: what a bundle holds and what it needs on a device.
+
+Reads the bundle with the TF-free reader (hashes verified); never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "inspect", help="show a bundle's classes, DSP config, models and footprint",
+        description="Verify a bundle and summarise it: classes, DSP config, each model's size, "
+                    "quantisation, parameters and MACs, and the device footprint.")
+    parser.add_argument("bundle", metavar="BUNDLE_DIR", help="bundle folder written by `edgecnn export`")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
+                        help="write the summary as JSON to OUT (or stdout when OUT is omitted or '-')")
+    parser.set_defaults(func=run)
+
+
+def summary(bundle) -> dict[str, Any]:
+    """The machine-readable summary ``--json`` writes (the same figures as the text)."""
+    cfg = bundle.cfg
+    manifest = bundle.manifest
+    return {
+        "bundle": str(bundle.path),
+        "format": manifest["format"],
+        "schema_version": manifest["schema_version"],
+        "created": manifest.get("created"),
+        "classes": bundle.classes,
+        "dsp": {
+            "fs": cfg.fs, "nperseg": cfg.nperseg, "noverlap": cfg.noverlap, "hop": cfg.hop,
+            "window": list(cfg.window) if isinstance(cfg.window, tuple) else cfg.window,
+            "detrend": cfg.detrend, "window_samples": cfg.window_samples,
+            "transform": cfg.transform, "log_floor_db": cfg.log_floor_db,
+            "normalisation": ("none" if not cfg.is_normalised else
+                              "per-bin" if len(cfg.norm_mean) > 1 else "global"),
+            "feature_version": manifest["dsp"].get("feature_version"),
+            "input_shape": list(manifest["input"]["shape"]), "layout": manifest["input"].get("layout"),
+            "window_duration_s": cfg.window_duration_s, "frame_period_s": cfg.frame_period_s,
+        },
+        "models": [{"file": e.file, "format": e.format, "dtype": e.dtype, "bytes": e.bytes,
+                    "input": e.input.to_dict(), "output": e.output.to_dict(),
+                    "parameters": e.parameters, "macs": e.macs, "arena_bytes": e.arena_bytes,
+                    "sha256": e.sha256} for e in bundle.models.values()],
+        "footprint": bundle.footprint,
+        "ram_total_bytes": _ram_total(bundle.footprint),
+        "training": manifest.get("training"),
+        "calibration": manifest.get("calibration"),
+        "tool_versions": manifest.get("tool_versions"),
+    }
+
+
+def _quant(spec: dict) -> str:
+    if spec["scale"] is None:
+        return spec["dtype"]
+    return f"{spec['dtype']} scale={spec['scale']:.6g} zp={spec['zero_point']}"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:,d}"
+
+
+def _ram_total(fp: dict) -> int | None:
+    arena, buffers = fp.get("arena_bytes_tflm"), (fp.get("device_buffers") or {}).get("total_bytes")
+    return None if arena is None or buffers is None else arena + buffers
+
+
+def render(info: dict[str, Any]) -> str:
+    """Human-readable text of :func:`summary`."""
+    dsp = info["dsp"]
+    lines = [
+        f"bundle   {info['bundle']}  ({info['format']} v{info['schema_version']}, created {info['created']})",
+        f"classes  {', '.join(info['classes'])}",
+        f"dsp      fs {dsp['fs']:g} Hz, nperseg {dsp['nperseg']}, noverlap {dsp['noverlap']} "
+        f"(hop {dsp['hop']}), "
+        f"window {dsp['window']}, detrend {dsp['detrend']}",
+        f"         window {dsp['window_samples']} samples ({dsp['window_duration_s']:.4g} s), "
+        f"transform {dsp['transform']}"
+        + (f" (floor {dsp['log_floor_db']:g} dB)" if dsp["transform"] == "log" else "")
+        + f", normalisation {dsp['normalisation']}, feature_version {dsp['feature_version']}",
+        f"input    {dsp['input_shape']} {dsp['layout']}",
+        "models",
+        f"  {'file':22s} {'weights':8s} {'bytes':>11s} {'params':>10s} {'MACs':>12s} {'arena':>9s}  "
+        "input -> output",
+    ]
+    for m in info["models"]:
+        lines.append(f"  {m['file']:22s} {m['dtype']:8s} {m['bytes']:>11,d} {_num(m['parameters']):>10s} "
+                     f"{_num(m['macs']):>12s} {_num(m['arena_bytes']):>9s}  "
+                     f"{_quant(m['input'])} -> {_quant(m['output'])}")
+    fp = info["footprint"]
+    buffers = fp.get("device_buffers", {})
+    lines += [
+        "footprint",
+        f"  flash (int8 model)      {_num(fp.get('flash_bytes')):>10s} bytes",
+        f"  tensor arena (TFLM)     {_num(fp.get('arena_bytes_tflm')):>10s} bytes "
+        f"(head {_num(fp.get('arena_head_bytes'))}, tail {_num(fp.get('arena_tail_bytes'))})",
+        f"  ring buffer             {_num(buffers.get('ring_buffer_bytes')):>10s} bytes "
+        f"({buffers.get('block_samples')}-sample blocks)",
+        f"  STFT scratch            {_num(buffers.get('stft_scratch_bytes')):>10s} bytes",
+        f"  rolling image           {_num(buffers.get('rolling_image_bytes')):>10s} bytes",
+        f"  RAM total (arena + DSP) {_num(info['ram_total_bytes']):>10s} bytes",
+        f"  note: {fp.get('arena_note', '')}",
+    ]
+    training = info.get("training") or {}
+    if training:
+        keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
+        lines.append(f"training {keys}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.bundle import load_bundle
+
+    info = summary(load_bundle(args.bundle))
+    if args.json is None:
+        print(render(info))
+    elif args.json == "-":
+        json.dump(info, sys.stdout, indent=2)
+        print()
+    else:
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(out)
+        print(render(info))
+    return 0

@@ -1,0 +1,178 @@
+"""``edgecnn stream``: run a bundle on a sensor stream with the device-side runtime (firmware_sim).
+
+Loads and verifies the bundle (its DSP config, classes and normalisation are the only ones used),
+optionally checks that it fits a device profile (exit 1 with the figures if not), opens the source
+and the interpreter, and runs the loop with a live status line on stderr, events to a JSON-lines
+file, a summary at the end, and optionally JSON figures and a plot.
+
+Device side: imports no TensorFlow, not even inside run().
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+
+from edgecnn.errors import ConfigError
+
+RUNTIME_CHOICES = ("litert", "tflm", "onnxruntime", "tflite-runtime")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "stream", help="run a bundle on a live or replayed sensor stream (device-side runtime)",
+        description="Stream samples through the bundle's DSP and model as the device would: "
+                    "ring buffer, streaming STFT, interpreter, smoothed decisions, events, timing.")
+    p.add_argument("bundle", help="bundle folder written by `edgecnn export`")
+    p.add_argument("--source", default="synth",
+                   help="synth[:duration=60,onset=30,seed=0,...], a recording file/folder, or - for raw "
+                        "samples on stdin (default: synth)")
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="litert",
+                   help="interpreter (default litert)")
+    p.add_argument("--model-dtype", choices=("int8", "float32"), default="int8",
+                   help="which model of the bundle to run (default int8)")
+    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default="numpy",
+                   help="per-frame DSP backend (firmware_sim.dsp_backends; default numpy)")
+    p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
+    p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
+    p.add_argument("--smooth", type=int, default=6, help="probability vectors averaged (default 6)")
+    p.add_argument("--on", type=float, default=0.8, help="smoothed probability to enter a state (0.8)")
+    p.add_argument("--off", type=float, default=0.2, help="smoothed probability to leave a state (0.2)")
+    p.add_argument("--min-dwell", type=int, default=4, help="decisions a state lasts at least (4)")
+    p.add_argument("--profile", help="device profile to check first: cortex-m4, cortex-m7, raspberry-pi-4 "
+                                     "or a JSON file")
+    p.add_argument("--resample", action="store_true", help="resample recordings at another rate")
+    p.add_argument("--raw-dtype", choices=("int16", "float32"), default="int16", help="stdin sample type")
+    p.add_argument("--scale", type=float, default=1.0 / 32768, help="int16 stdin: units per count")
+    p.add_argument("--source-fs", type=float, help="stdin sample rate (must equal the bundle's)")
+    p.add_argument("--events", metavar="OUT.jsonl", help="write state-change events, one JSON per line")
+    p.add_argument("--plot", metavar="OUT.png", help="plot signal, p(B), smoothed state and events")
+    p.add_argument("--json", metavar="OUT", help="write the summary figures as JSON")
+    p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
+    p.add_argument("--quiet", action="store_true", help="no status line")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.bundle import load_bundle
+    from firmware_sim import profiles
+    from firmware_sim.decisions import DecisionPolicy, parse_cadence
+    from firmware_sim.dsp_backends import get_backend
+    from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
+    from firmware_sim.report import EventLog, Trace, format_summary, plot_stream, write_json
+    from firmware_sim.runtime import StreamRuntime
+    from firmware_sim.sources import open_source, paced
+
+    bundle = load_bundle(args.bundle)
+    cfg, classes = bundle.cfg, bundle.classes
+    policy = DecisionPolicy(every_frames=parse_cadence(args.decision_every, cfg), smooth=args.smooth,
+                            on=args.on, off=args.off, min_dwell=args.min_dwell)
+    if args.block < 1:
+        raise ConfigError(f"--block {args.block} must be >= 1 sample")
+    entry = bundle.model(format=RUNTIME_FORMATS[args.runtime], dtype=args.model_dtype)
+
+    fit = None
+    if args.profile:
+        part = profiles.load_profile(args.profile)
+        arena = entry.arena_bytes or bundle.footprint.get("arena_bytes_tflm") or 0
+        itemsize = 1 if entry.input.dtype in ("int8", "uint8") else 4
+        buffers = profiles.runtime_buffer_bytes(cfg, block=args.block, input_itemsize=itemsize,
+                                                n_classes=len(classes), smooth=policy.smooth)
+        fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers)
+        print(f"profile {fit.describe()}", file=sys.stderr)
+        if not fit.fits:
+            if args.json:
+                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "fit": fit.to_json()})
+            return 1
+
+    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
+                         raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
+    interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
+    log = EventLog(args.events) if args.events else None
+    target = 1 if len(classes) > 1 else 0
+    trace = Trace() if args.plot else None
+    status = _Status(enabled=not args.quiet, classes=classes, target=target)
+
+    def on_event(event):
+        if log is not None:
+            log(event)
+        status.event(event)
+
+    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=get_backend(args.dsp),
+                            full_scale=getattr(source, "full_scale", None), on_event=on_event)
+
+    def on_decision(decision):
+        if trace is not None:
+            trace.add_decision(decision, target)
+        status.decision(decision, runtime)
+
+    blocks = source.blocks()
+    if args.realtime:
+        blocks = paced(blocks, cfg.fs)
+    if trace is not None:
+        blocks = trace.watch(blocks)
+    wall = time.perf_counter()
+    try:
+        # Arrival times matter when blocks come at the sensor's pace (live stdin or --realtime).
+        result = runtime.run(blocks, on_decision, watch_stalls=args.realtime or args.source == "-")
+    finally:
+        wall = time.perf_counter() - wall
+        interpreter.close()
+        if log is not None:
+            log.close()
+        status.close()
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": args.dsp,
+              "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
+              "wall_s": round(wall, 4),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              **result}
+    if fit is not None:
+        result["fit"] = fit.to_json()
+    print(format_summary(result))
+    print(f"peak resident memory: {result['peak_rss_mb']} MB")
+    if args.json:
+        write_json(args.json, result)
+    if args.plot:
+        plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
+                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+    return 0
+
+
+class _Status:
+    """The live status line on stderr: rewritten in place on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, *, enabled: bool, classes: list[str], target: int) -> None:
+        self.enabled = enabled
+        self.classes = classes
+        self.target = target
+        self.tty = sys.stderr.isatty()
+        self.interval = 0.25 if self.tty else 5.0
+        self.last = 0.0
+        self.shown = False
+
+    def decision(self, decision, runtime) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < self.interval:
+            return
+        self.last = now
+        timing = runtime.timing
+        p = decision.probabilities[self.target]
+        text = (f"t={decision.sample_index / runtime.cfg.fs:8.2f}s decisions={runtime.decider.decisions} "
+                f"invalid={runtime.decider.invalid} p({self.classes[self.target]})={p:.2f} "
+                f"state={self.classes[decision.state]} events={len(runtime.events)} "
+                f"load={100 * timing.cpu_load:.2f}%")
+        sys.stderr.write(("\r" + text + "\033[K") if self.tty else text + "\n")
+        sys.stderr.flush()
+        self.shown = True
+
+    def event(self, event) -> None:
+        if self.enabled:
+            prefix = "\r\033[K" if self.tty else ""
+            sys.stderr.write(f"{prefix}event t={event.time_s:.3f}s: {event.previous} -> {event.state}\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.shown:
+            sys.stderr.write("\n")

@@ -1,0 +1,133 @@
+"""Device profiles: does a bundle fit a part (flash, RAM) before it runs?
+
+A profile is a part's flash, RAM and clock. Built-ins cover a Cortex-M4 class MCU, a Cortex-M7
+and a Raspberry Pi 4; users add their own as JSON (``{"name": ..., "flash_bytes": ...,
+"ram_bytes": ..., "clock_hz": ...}``). :func:`check_fit` compares the bundle's flash (model
+bytes) and tensor arena plus the runtime's own buffers (:func:`runtime_buffer_bytes`) against
+the part and returns every figure, so a refusal can show them.
+
+Device side: stdlib and numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from edgecnn.config import SpectrogramConfig
+from edgecnn.errors import ConfigError
+
+KB, MB = 1024, 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeviceProfile:
+    """One target part."""
+
+    name: str
+    """Short name (``cortex-m4``)."""
+    flash_bytes: int
+    """Non-volatile memory for the model and code."""
+    ram_bytes: int
+    """RAM for the tensor arena and the runtime's buffers."""
+    clock_hz: float
+    """CPU clock (for information and load scaling)."""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"device profile: name={self.name!r} must be a non-empty string")
+        for key in ("flash_bytes", "ram_bytes"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"device profile {self.name!r}: {key}={value!r} must be an integer > 0")
+        clock = self.clock_hz
+        if not isinstance(clock, (int, float)) or isinstance(clock, bool) or not clock > 0:
+            raise ConfigError(f"device profile {self.name!r}: clock_hz={clock!r} must be a number > 0")
+
+
+BUILTIN = {
+    p.name: p for p in (
+        DeviceProfile(name="cortex-m4", flash_bytes=256 * KB, ram_bytes=64 * KB, clock_hz=80e6,
+                      description="Cortex-M4F class MCU (e.g. STM32L4): 256 KB flash, 64 KB RAM, 80 MHz"),
+        DeviceProfile(name="cortex-m7", flash_bytes=1 * MB, ram_bytes=512 * KB, clock_hz=480e6,
+                      description="Cortex-M7 class MCU (e.g. STM32H7): 1 MB flash, 512 KB RAM, 480 MHz"),
+        DeviceProfile(name="raspberry-pi-4", flash_bytes=8 * 1024 * MB, ram_bytes=1024 * MB, clock_hz=1.5e9,
+                      description="Raspberry Pi 4 (smallest 1 GB model, 8 GB SD budget), 1.5 GHz"),
+    )
+}
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A built-in profile by name, or a user profile from a JSON file."""
+    text = str(name_or_path)
+    if text in BUILTIN:
+        return BUILTIN[text]
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"device profile {text!r} is neither a built-in ({', '.join(BUILTIN)}) "
+                          "nor a JSON file")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"device profile {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"device profile {path}: must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(DeviceProfile)}
+    required = {"name", "flash_bytes", "ram_bytes", "clock_hz"}
+    unknown, missing = sorted(set(data) - known), sorted(required - set(data))
+    if unknown or missing:
+        raise ConfigError(f"device profile {path}: unknown keys {unknown}, missing keys {missing}")
+    return DeviceProfile(**data)
+
+
+def runtime_buffer_bytes(cfg: SpectrogramConfig, *, block: int, input_itemsize: int = 1,
+                         n_classes: int = 2, smooth: int = 6) -> dict[str, int]:
+    """RAM the streaming runtime needs besides the tensor arena, as a C port of this design lays
+    it out: two DMA half-buffers of int16, the sample history of one frame plus a block (float32),
+    the FFT scratch (float32, complex), the rolling image stored in the model input's type
+    (columns quantised on arrival) and the smoothing history."""
+    return {
+        "dma_buffers": 2 * block * 2,
+        "sample_history": (cfg.nperseg + block) * 4,
+        "fft_scratch": 2 * cfg.nperseg * 4,
+        "rolling_image": cfg.n_freq * cfg.n_frames * input_itemsize,
+        "smoothing": smooth * n_classes * 4,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class FitReport:
+    """The figures of a fit check; ``fits`` is the verdict."""
+
+    profile: DeviceProfile
+    flash_needed: int
+    arena_bytes: int
+    buffers: dict[str, int]
+
+    @property
+    def ram_needed(self) -> int:
+        return self.arena_bytes + sum(self.buffers.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.flash_needed <= self.profile.flash_bytes and self.ram_needed <= self.profile.ram_bytes
+
+    def describe(self) -> str:
+        p = self.profile
+        verdict = "fits" if self.fits else "does NOT fit"
+        return (f"{p.name}: {verdict}: flash {self.flash_needed:,} of {p.flash_bytes:,} bytes; RAM "
+                f"{self.ram_needed:,} of {p.ram_bytes:,} bytes (arena {self.arena_bytes:,} + runtime "
+                f"buffers {sum(self.buffers.values()):,})")
+
+    def to_json(self) -> dict:
+        return {"profile": dataclasses.asdict(self.profile), "fits": self.fits,
+                "flash_needed": self.flash_needed, "ram_needed": self.ram_needed,
+                "arena_bytes": self.arena_bytes, "buffers": dict(self.buffers)}
+
+
+def check_fit(profile: DeviceProfile, *, flash_bytes: int, arena_bytes: int,
+              buffers: dict[str, int]) -> FitReport:
+    """Compare a bundle's flash and arena plus the runtime buffers with a part."""
+    return FitReport(profile, int(flash_bytes), int(arena_bytes), dict(buffers))

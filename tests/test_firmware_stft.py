@@ -1,0 +1,188 @@
+"""Streaming STFT and ring buffer: streaming equals batch, reset restores, the buffer's policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecnn.config import SpectrogramConfig
+from edgecnn.dsp import features, frame_magnitudes
+from edgecnn.errors import ConfigError, InputError
+from firmware_sim.ring_buffer import RingBuffer
+from firmware_sim.streaming_stft import StreamingSTFT
+
+CFG = SpectrogramConfig()
+# Normalised log features exercise the per-bin transform on the frequency axis of columns.
+CFG_LOG = SpectrogramConfig(transform="log").with_normalisation(
+    np.linspace(-60.0, -40.0, 129), np.linspace(5.0, 9.0, 129))
+
+
+def _partition(n: int, sizes, rng) -> list[int]:
+    """Block sizes covering n samples: a fixed size, or random sizes when sizes is 'random'."""
+    out = []
+    while sum(out) < n:
+        out.append(int(rng.integers(1, 1500)) if sizes == "random" else sizes)
+    out[-1] -= sum(out) - n
+    return out
+
+
+def _stream_images(stft: StreamingSTFT, signal: np.ndarray, blocks: list[int]):
+    """Push the blocks; after every push collect (window_start, image) when a full image exists."""
+    seen, pos, columns = {}, 0, []
+    for size in blocks:
+        new = stft.push(signal[pos:pos + size])
+        columns.append(new)
+        pos += size
+        if stft.ready:
+            seen[stft.window_start] = stft.image()
+    return seen, np.concatenate(columns)
+
+
+def _rel_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize("cfg", [CFG, CFG_LOG], ids=["magnitude", "log-normalised"])
+@pytest.mark.parametrize("sizes", [1, 7, 224, 256, 1000, "random"])
+def test_streaming_image_equals_batch_features(cfg, sizes):
+    rng = np.random.default_rng(abs(hash(str(sizes))) % 2**32)
+    n = cfg.window_samples + 20 * cfg.hop + 77
+    signal = (rng.standard_normal(n) * rng.uniform(0.1, 10.0)).astype(np.float32)
+    stft = StreamingSTFT(cfg)
+    images, columns = _stream_images(stft, signal, _partition(n, sizes, rng))
+    assert stft.frames == 1 + (n - cfg.nperseg) // cfg.hop == columns.shape[0]
+    assert images, "a full image must exist"
+    starts = sorted(images)
+    batch = features(np.stack([signal[s:s + cfg.window_samples] for s in starts]), cfg)
+    for image, expected in zip((images[s] for s in starts), batch):
+        assert image.shape == cfg.input_shape and image.dtype == np.float32
+        assert _rel_err(image, expected) <= 1e-6
+    # Each column is the batch column of its frame, whatever block brought it.
+    full = features(signal[None, : cfg.window_samples], cfg)[0, :, :, 0]
+    np.testing.assert_allclose(columns[: cfg.n_frames].T, full, rtol=1e-6, atol=1e-6 * np.abs(full).max())
+
+
+def test_one_push_of_many_frames_is_one_vectorised_call():
+    calls = []
+
+    def counting(frames, cfg):
+        calls.append(frames.shape)
+        return frame_magnitudes(frames, cfg)
+
+    stft = StreamingSTFT(CFG, magnitude_fn=counting, frames_per_step=64)
+    new = stft.push(np.random.default_rng(0).standard_normal(256 + 224 * 9))
+    assert new.shape == (10, CFG.n_freq)
+    assert calls == [(10, CFG.nperseg)]
+    assert stft.push(np.zeros(100)).shape == (0, CFG.n_freq)  # no frame completed: no call
+    assert len(calls) == 1
+
+
+def test_reset_restores_the_initial_state():
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal(CFG.window_samples + 3000)
+    fresh = StreamingSTFT(CFG)
+    first = fresh.push(signal)
+    fresh_image = fresh.image()
+    used = StreamingSTFT(CFG)
+    used.push(rng.standard_normal(12345))
+    used.reset()
+    assert (used.frames, used.samples_seen, used.ready) == (0, 0, False)
+    assert not used.image().any()
+    np.testing.assert_array_equal(used.push(signal), first)
+    np.testing.assert_array_equal(used.image(), fresh_image)
+
+
+def test_reset_with_origin_frames_from_the_new_clock():
+    signal = np.random.default_rng(4).standard_normal(CFG.window_samples)
+    stft = StreamingSTFT(CFG)
+    stft.reset(origin=1_000_000)
+    stft.push(signal)
+    assert stft.window_start == 1_000_000 and stft.ready
+    assert _rel_err(stft.image(), features(signal[None], CFG)[0]) <= 1e-6
+
+
+def test_ring_buffer_counters_and_wraparound():
+    ring = RingBuffer(5, dtype=np.int16)
+    ring.write(np.arange(3))
+    np.testing.assert_array_equal(ring.read(2), [0, 1])
+    ring.write(np.arange(3, 7))  # wraps around the end
+    assert (ring.written, ring.consumed, ring.available, ring.free) == (7, 2, 5, 0)
+    np.testing.assert_array_equal(ring.peek(2, 5), [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(ring.read(10), [2, 3, 4, 5, 6])
+    ring.reset()
+    assert (ring.written, ring.consumed, ring.available) == (0, 0, 0)
+
+
+def test_ring_buffer_frames_with_and_without_wraparound():
+    ring = RingBuffer(10)
+    ring.write(np.arange(8))
+    ring.discard_until(8)
+    ring.write(np.arange(8, 14))  # samples 4..13 held; 10..13 sit at the start of the array
+    np.testing.assert_array_equal(ring.frames(4, 3, 4, 2), [[4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 10, 11]])
+    np.testing.assert_array_equal(ring.frames(10, 2, 3, 1), [[10, 11, 12], [11, 12, 13]])
+    np.testing.assert_array_equal(ring.frames(5, 1, 2, 1), [[5, 6]])
+    with pytest.raises(InputError, match=r"frames over \[2, 6\) are not held \(held: \[4, 14\)\)"):
+        ring.frames(2, 1, 4, 1)
+
+
+def test_ring_buffer_error_policy_refuses_overrun_and_writes_nothing():
+    ring = RingBuffer(4)
+    ring.write([1, 2, 3])
+    with pytest.raises(InputError, match="ring buffer overrun: writing 2 samples with 1 free"):
+        ring.write([4, 5])
+    assert ring.written == 3
+    np.testing.assert_array_equal(ring.read(3), [1, 2, 3])
+
+
+def test_ring_buffer_overwrite_policy_drops_oldest_and_counts():
+    ring = RingBuffer(4, policy="overwrite")
+    ring.write([1, 2, 3])
+    assert ring.write([4, 5, 6, 7, 8, 9]) == 5
+    assert ring.overrun == 5
+    np.testing.assert_array_equal(ring.read(4), [6, 7, 8, 9])
+    with pytest.raises(InputError, match=r"samples \[0, 2\) are not held"):
+        ring.peek(0, 2)
+
+
+def test_ring_buffer_bad_configuration():
+    with pytest.raises(ConfigError, match="capacity=0 must be an integer >= 1"):
+        RingBuffer(0)
+    with pytest.raises(ConfigError, match="policy='drop' must be one of"):
+        RingBuffer(8, policy="drop")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cmsis-f32", "cmsis-q15"])
+def test_streaming_equals_batch_with_each_dsp_backend(backend):
+    if backend.startswith("cmsis"):
+        pytest.importorskip("cmsisdsp", reason="the CMSIS-DSP backends need the cmsisdsp package")
+    from edgecnn.dsp import transform_magnitudes
+    from firmware_sim.dsp_backends import backend_spectrogram, get_backend
+
+    rng = np.random.default_rng(11)
+    signal = (rng.standard_normal(CFG_LOG.window_samples + 5 * CFG_LOG.hop) * 2.0).astype(np.float32)
+    stft = StreamingSTFT(CFG_LOG, magnitude_fn=get_backend(backend))
+    images, _ = _stream_images(stft, signal, _partition(signal.size, "random", rng))
+    for start, image in images.items():
+        mag = backend_spectrogram(signal[start:start + CFG_LOG.window_samples], CFG_LOG, get_backend(backend))
+        expected = transform_magnitudes(mag, CFG_LOG)[:, :, None]
+        np.testing.assert_allclose(image, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), cuts=st.lists(st.integers(1, 3000), min_size=1, max_size=12))
+def test_property_streaming_equals_batch_for_any_partition(seed, cuts):
+    cfg = SpectrogramConfig(window_samples=1000)  # short windows keep each example fast
+    signal = np.random.default_rng(seed).standard_normal(1000 + 4 * cfg.hop).astype(np.float32)
+    stft = StreamingSTFT(cfg)
+    images, pos, i = {}, 0, 0
+    while pos < signal.size:
+        size = cuts[i % len(cuts)]
+        stft.push(signal[pos:pos + size])
+        pos, i = pos + size, i + 1
+        if stft.ready:
+            images[stft.window_start] = stft.image()
+    for start, image in images.items():
+        expected = features(signal[None, start:start + 1000], cfg)[0]
+        assert _rel_err(image, expected) <= 1e-6  # in practice bit for bit (docs/firmware_sim.md)
