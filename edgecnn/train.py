@@ -99,7 +99,10 @@ def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: fl
     if min(c for c in per_class if c > 0) >= 3:
         fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
         return fit_idx, val_idx, "by recording"
-    gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
+    if data.hop:  # windows closer than window_samples share samples across the cut
+        gap = max(0, -(-data.windows.shape[1] // data.hop) - 1)
+    else:
+        gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
     fit_parts, val_parts = [], []
     for group in np.unique(data.groups[train_idx]):
         rows = train_idx[data.groups[train_idx] == group]
@@ -132,8 +135,8 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
               patience: int = 12, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
 
-    ``overlap`` is the window overlap ``data`` was cut with (it sizes the gap of a time-based
-    validation split, see ``validation_split``).
+    ``overlap`` is the window overlap ``data`` was cut with, used only when ``data.hop`` is unknown
+    (it sizes the gap of a time-based validation split, see ``validation_split``).
     """
     from edgecnn.models import build_model, count_params_macs
 
