@@ -25,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--n", type=int, default=2000, help="synthetic windows (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--epochs", type=int, default=30, help="maximum training epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="maximum training epochs (default: edgecnn train's; early stopping ends sooner)")
     p.add_argument("--with-seed", action="store_true", help="also train, export and check the seed CNN")
     p.add_argument("--force", action="store_true", help="replace an existing demo folder's results")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -70,7 +71,8 @@ def run(args) -> int:
     gates = {}
     for arch in archs:
         run_dir, bundle = out / f"run_{arch}", out / f"bundle_{arch}"
-        stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, "--epochs", str(args.epochs),
+        epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+        stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, *epochs,
                                      "--seed", str(args.seed), "--out", str(run_dir), *force, *quiet])
         stages.run(f"export {arch}", ["export", str(run_dir), "--out", str(bundle), *force, *quiet])
         gates[arch] = stages.run(f"parity {arch}", ["parity", str(bundle), "--data", str(data), "--plot",
