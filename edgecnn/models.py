@@ -2,15 +2,14 @@
 
 ``build_model(arch, input_shape, n_classes)`` is the one entry point; the models take any image
 shape (spectrograms (129, 44, 1), MNIST digits (28, 28, 1), ...), so nothing here knows about
-vibration. ``count_params_macs(model)`` derives parameters and multiply-accumulates from each
-layer's configuration and the shapes it propagates itself (tests check both against Keras).
+vibration. ``count_params_macs(model)`` gives parameters and multiply-accumulates, counted by
+``export.footprint`` (the same figures the bundle manifest carries; tests check them against Keras).
 
 Training side only: imports Keras; the device side never imports this module.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 from edgecnn.errors import ConfigError
@@ -96,81 +95,12 @@ def build_model(arch: str, input_shape: Sequence[int], n_classes: int):
 
 
 # Footprint ------------------------------------------------------------------------------------
-def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - kernel) // stride + 1
-
-
-def _pair(value) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def layer_footprint(layer, in_shape: tuple[int, ...]) -> tuple[tuple[int, ...], int, int]:
-    """(output shape without batch, parameters, MACs) of one layer from its config and input shape.
-
-    MACs count the multiply-accumulates of convolutions and dense layers (the work an int8 kernel
-    does); activations, pooling and batch normalisation (folded into the convolution at export)
-    count zero.
-    """
-    kind = type(layer).__name__
-    cfg = layer.get_config()
-    if kind in ("Conv2D", "DepthwiseConv2D", "SeparableConv2D"):
-        h, w, c = in_shape
-        kh, kw = _pair(cfg["kernel_size"])
-        sh, sw = _pair(cfg["strides"])
-        oh, ow = _conv_out(h, kh, sh, cfg["padding"]), _conv_out(w, kw, sw, cfg["padding"])
-        bias = bool(cfg.get("use_bias", True))
-        if kind == "Conv2D":
-            groups = int(cfg.get("groups", 1))
-            f = int(cfg["filters"])
-            params = kh * kw * (c // groups) * f + (f if bias else 0)
-            return (oh, ow, f), params, oh * ow * f * kh * kw * (c // groups)
-        mult = int(cfg["depth_multiplier"])
-        if kind == "DepthwiseConv2D":
-            out_c = c * mult
-            params = kh * kw * out_c + (out_c if bias else 0)
-            return (oh, ow, out_c), params, oh * ow * out_c * kh * kw
-        f = int(cfg["filters"])
-        params = kh * kw * c * mult + c * mult * f + (f if bias else 0)
-        return (oh, ow, f), params, oh * ow * c * mult * (kh * kw + f)
-    if kind == "Dense":
-        units = int(cfg["units"])
-        n_in = in_shape[-1]
-        params = n_in * units + (units if cfg.get("use_bias", True) else 0)
-        return tuple(in_shape[:-1]) + (units,), params, math.prod(in_shape[:-1]) * n_in * units
-    if kind == "BatchNormalization":
-        axis = cfg["axis"]
-        axis = axis[0] if isinstance(axis, (list, tuple)) else axis
-        c = in_shape[axis] if axis >= 0 else in_shape[len(in_shape) + axis]
-        params = c * (2 + int(cfg.get("center", True)) + int(cfg.get("scale", True)))
-        return in_shape, params, 0
-    if kind in ("MaxPooling2D", "AveragePooling2D"):
-        h, w, c = in_shape
-        ph, pw = _pair(cfg["pool_size"])
-        sh, sw = _pair(cfg["strides"] or cfg["pool_size"])
-        return (_conv_out(h, ph, sh, cfg["padding"]), _conv_out(w, pw, sw, cfg["padding"]), c), 0, 0
-    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-        return ((1, 1, in_shape[-1]) if cfg.get("keepdims") else (in_shape[-1],)), 0, 0
-    if kind == "Flatten":
-        return (math.prod(in_shape),), 0, 0
-    if kind in ("ReLU", "Activation", "Dropout", "InputLayer", "Softmax", "Rescaling"):
-        return in_shape, 0, 0
-    raise ConfigError(f"count_params_macs: layer type {kind} is not supported")
-
-
 def count_params_macs(model) -> dict[str, int]:
-    """Parameters and multiply-accumulates per inference of a chain-structured Keras model.
+    """Parameters and multiply-accumulates per inference (the same count the bundle manifest shows).
 
-    Shapes are propagated from the model's input through each layer's own configuration (not read
-    back from Keras), so comparing with ``model.count_params()`` is a real check.
+    One implementation serves training and export: ``export.footprint.count_params_macs``.
     """
-    shape = tuple(int(v) for v in model.inputs[0].shape[1:])
-    params = macs = 0
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        shape, p, m = layer_footprint(layer, shape)
-        params += p
-        macs += m
-    return {"params": int(params), "macs": int(macs)}
+    from export.footprint import count_params_macs as count
+
+    params, macs = count(model)
+    return {"params": params, "macs": macs}

@@ -34,13 +34,6 @@ ARENA_NOTE = ("tensor arena measured by tflite-micro on this 64-bit host; a 32-b
               "so this figure is a safe upper bound for sizing the arena")
 
 _CONV = ("Conv1D", "Conv2D")
-_POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D")
-_GLOBAL_POOL = ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
-                "GlobalMaxPooling2D")
-#: Layers with neither weights nor multiply-accumulates worth counting.
-_FREE = ("InputLayer", "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "Activation", "ReLU",
-         "Softmax", "LeakyReLU", "Permute", "Identity", "ZeroPadding2D", "Cropping2D", "Add",
-         "Concatenate", "Multiply", "GaussianNoise", "RandomFlip", "RandomTranslation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +56,9 @@ def layer_costs(model: Any) -> list[LayerCost]:
     """Per-layer costs of a built Keras model, nested models flattened.
 
     MACs: convolutions and dense layers count one multiply-accumulate per weight use; pooling
-    layers count one operation per input element they read (a window element or, for global
-    pooling, every element); batch normalisation counts 0 because converters fold it into the
-    preceding convolution. Parameters include non-trainable ones, as ``model.count_params()``.
+    (comparisons and additions, no multiplies) and activations count 0; batch normalisation counts 0
+    because converters fold it into the preceding convolution. Parameters include non-trainable ones,
+    as ``model.count_params()``.
     """
     out: list[LayerCost] = []
     for layer in model.layers:
@@ -95,10 +88,6 @@ def _layer_cost(layer: Any) -> LayerCost:
     elif kind == "Dense":
         in_shape = _shape(layer, "input")
         macs = math.prod(in_shape[1:]) * layer.units
-    elif kind in _POOL:
-        macs = math.prod(_shape(layer, "output")[1:]) * math.prod(layer.pool_size)
-    elif kind in _GLOBAL_POOL:
-        macs = math.prod(_shape(layer, "input")[1:])
     return LayerCost(name=layer.name, kind=kind, params=params, macs=int(macs))
 
 
