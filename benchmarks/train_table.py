@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import dataclasses
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -63,42 +61,18 @@ TASKS = [
 
 
 def int8_bytes_and_arena(model, calibration_images: np.ndarray, measure_arena: bool) -> tuple[int, int | None]:
-    """Size of the full-integer TFLite (int8 in/out) and, optionally, its tflite-micro arena."""
-    import tensorflow as tf
+    """Size of the full-integer TFLite (int8 in/out) and, optionally, its tflite-micro arena (export's own code)."""
+    from export.footprint import tflm_arena
+    from export.tflite_export import convert
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None]] for x in calibration_images[:200])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
-        flat = converter.convert()
+        flat = convert(model, "int8", representative=(x[None] for x in calibration_images[:200]))
     if not measure_arena:
         return len(flat), None
-    from tflite_micro import runtime
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.tflite"
         path.write_bytes(flat)
-        interpreter = runtime.Interpreter.from_file(str(path), arena_size=None)
-        capture_path = Path(tmp) / "alloc.txt"
-        with open(capture_path, "w+b") as capture:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            saved = {fd: os.dup(fd) for fd in (1, 2)}
-            for fd in saved:
-                os.dup2(capture.fileno(), fd)
-            try:
-                interpreter.print_allocations()
-                ctypes.CDLL(None).fflush(None)
-            finally:
-                for fd, copy in saved.items():
-                    os.dup2(copy, fd)
-                    os.close(copy)
-        text = capture_path.read_text(errors="replace")
-    match = re.search(r"Arena allocation total (\d+) bytes", text)
-    return len(flat), int(match.group(1)) if match else None
+        return len(flat), tflm_arena(path)["total"]
 
 
 def load_task(task: Task, cfg, cache: Path):
