@@ -249,6 +249,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
     models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
     for entry in models.values():
+        _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
         _verify_file(path, entry.file, entry.bytes, entry.sha256, verify_hashes)
     files_doc = manifest.get("files", {})
     if not isinstance(files_doc, dict):
@@ -265,6 +266,18 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     if golden is not None and golden not in files_doc:
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
     return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
+
+
+def _check_model_shapes(entry: ModelEntry, expected_input: list[int], n_classes: int, where: Path) -> None:
+    # Each model must take the image the DSP config makes and give one probability per class, or
+    # the device would feed it garbage; a batch dimension of -1 (dynamic, ONNX) is accepted.
+    shape = list(entry.input.shape)
+    if len(shape) != len(expected_input) or shape[0] not in (1, -1) or shape[1:] != expected_input[1:]:
+        raise BundleError(f"{where}: {entry.file} takes input shape {shape}, but the DSP config makes "
+                          f"{expected_input}; the manifest and the model disagree (re-export the bundle)")
+    if not entry.output.shape or entry.output.shape[-1] != n_classes:
+        raise BundleError(f"{where}: {entry.file} gives output shape {list(entry.output.shape)}, but the "
+                          f"bundle has {n_classes} classes; the manifest and the model disagree")
 
 
 def _verify_file(root: Path, name: str, size: int, digest: str, verify_hash: bool) -> None:

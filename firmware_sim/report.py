@@ -2,8 +2,8 @@
 
 :class:`EventLog` writes one JSON object per line and flushes each line, so a reader (or a crash)
 only ever sees whole events. :class:`Trace` keeps what a plot needs in bounded form (per-block
-min/max of the signal, one row per decision). ``write_json`` writes atomically (temporary file,
-then rename). Matplotlib is imported only by :func:`plot_stream` (Agg backend).
+min/max of the signal, one row per decision). JSON reports go through ``edgecnn.fileio.write_json``
+(temporary file, then rename). Matplotlib is imported only by :func:`plot_stream` (Agg backend).
 
 Device side: no TensorFlow.
 """
@@ -35,19 +35,6 @@ class EventLog:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write JSON atomically: a temporary file beside the target, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 class Trace:

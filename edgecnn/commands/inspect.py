@@ -124,9 +124,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(info, sys.stdout, indent=2)
         print()
     else:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        tmp.replace(out)
+        from edgecnn.fileio import write_json
+
+        write_json(Path(args.json), info)
         print(render(info))
     return 0
