@@ -187,7 +187,8 @@ class Bundle:
 
     @property
     def footprint(self) -> dict:
-        return dict(self.manifest.get("footprint") or {})
+        footprint = self.manifest.get("footprint")
+        return dict(footprint) if isinstance(footprint, dict) else {}
 
     @property
     def golden_path(self) -> Path | None:
@@ -240,7 +241,8 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
     expected_shape = [1, *cfg.input_shape]
-    shape = (manifest.get("input") or {}).get("shape")
+    input_doc = manifest.get("input")
+    shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
     if shape != expected_shape:
         raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
                           f"{expected_shape}")
@@ -263,7 +265,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
         _verify_file(path, file, size, digest, verify_hashes)
     golden = manifest.get("golden")
-    if golden is not None and golden not in files_doc:
+    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
     return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
 

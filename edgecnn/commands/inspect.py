@@ -63,12 +63,22 @@ def _quant(spec: dict) -> str:
 
 
 def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:,d}"
+    # A hand-edited manifest may hold anything here: show it rather than fail.
+    if value is None:
+        return "-"
+    return f"{value:,d}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _buffers(fp: dict) -> dict:
+    buffers = fp.get("device_buffers")
+    return buffers if isinstance(buffers, dict) else {}
 
 
 def _ram_total(fp: dict) -> int | None:
-    arena, buffers = fp.get("arena_bytes_tflm"), (fp.get("device_buffers") or {}).get("total_bytes")
-    return None if arena is None or buffers is None else arena + buffers
+    arena, buffers = fp.get("arena_bytes_tflm"), _buffers(fp).get("total_bytes")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (arena, buffers)):
+        return None
+    return arena + buffers
 
 
 def render(info: dict[str, Any]) -> str:
@@ -94,7 +104,7 @@ def render(info: dict[str, Any]) -> str:
                      f"{_num(m['macs']):>12s} {_num(m['arena_bytes']):>9s}  "
                      f"{_quant(m['input'])} -> {_quant(m['output'])}")
     fp = info["footprint"]
-    buffers = fp.get("device_buffers", {})
+    buffers = _buffers(fp)
     lines += [
         "footprint",
         f"  flash (int8 model)      {_num(fp.get('flash_bytes')):>10s} bytes",
@@ -107,8 +117,8 @@ def render(info: dict[str, Any]) -> str:
         f"  RAM total (arena + DSP) {_num(info['ram_total_bytes']):>10s} bytes",
         f"  note: {fp.get('arena_note', '')}",
     ]
-    training = info.get("training") or {}
-    if training:
+    training = info.get("training")
+    if isinstance(training, dict) and training:
         keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
         lines.append(f"training {keys}")
     return "\n".join(lines)
