@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,14 @@ class RunInfo:
 def load_keras_model(path: str | Path):
     """The Keras model at ``path`` (imports Keras here, never at module level); InputError when the
     file is missing, truncated or not a Keras model."""
-    import keras
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: model file is missing")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a truncated archive
+        raise InputError(f"{path}: not a loadable Keras model (not a .keras zip archive: truncated or "
+                         f"another format)")
+    import keras
+
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure on a damaged file is bad input
