@@ -261,7 +261,7 @@ PROFILE_CASES = {
     "profile with unknown keys": (json.dumps({"name": "m0", "flash": 1, "ram_bytes": 2, "clock_hz": 3}),
                                   r"unknown keys \['flash'\], missing keys \['flash_bytes'\]"),
     "profile with negative RAM": (json.dumps({"name": "m0", "flash_bytes": 65536, "ram_bytes": -1, "clock_hz": 4e7}),
-                                  r"profile.json: device profile 'm0': ram_bytes=-1 must be an integer > 0"),
+                                  r"device profile 'm0': ram_bytes=-1 must be an integer > 0"),
     "profile that is a list": ("[1, 2]", "must be a JSON object, got list"),
 }
 
