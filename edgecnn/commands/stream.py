@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                    help="interpreter (default litert)")
     p.add_argument("--model-dtype", choices=("int8", "float32"), default="int8",
                    help="which model of the bundle to run (default int8)")
-    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default="numpy",
-                   help="per-frame DSP backend (firmware_sim.dsp_backends; default numpy)")
+    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default=None,
+                   help="per-frame DSP backend (firmware_sim.dsp_backends; default: the bundle's declared "
+                        "device DSP and ADC, else numpy without an ADC)")
     p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
     p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
     p.add_argument("--smooth", type=int, default=6, help="probability vectors averaged (default 6)")
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
-    from firmware_sim.dsp_backends import get_backend
+    from firmware_sim.dsp_backends import DeviceDSP
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
     from firmware_sim.report import EventLog, Trace, format_summary, plot_stream
     from firmware_sim.runtime import StreamRuntime
@@ -73,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     if args.block < 1:
         raise ConfigError(f"--block {args.block} must be >= 1 sample")
     entry = bundle.model(format=RUNTIME_FORMATS[args.runtime], dtype=args.model_dtype)
+    device = DeviceDSP.resolve(bundle.device, args.dsp)
+    if not args.quiet:
+        print(device.describe(), file=sys.stderr)
 
     fit = None
     if args.profile:
@@ -80,12 +84,14 @@ def run(args: argparse.Namespace) -> int:
         arena = entry.arena_bytes or bundle.footprint.get("arena_bytes_tflm") or 0
         itemsize = 1 if entry.input.dtype in ("int8", "uint8") else 4
         buffers = profiles.runtime_buffer_bytes(cfg, block=args.block, input_itemsize=itemsize,
-                                                n_classes=len(classes), smooth=policy.smooth)
-        fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers)
+                                                n_classes=len(classes), smooth=policy.smooth, dsp=device.name)
+        fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers,
+                                 tables=profiles.dsp_flash_bytes(cfg, device.name))
         print(f"profile {fit.describe()}", file=sys.stderr)
         if not fit.fits:
             if args.json:
-                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "fit": fit.to_json()})
+                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "dsp": device.name,
+                                       "device": device.to_dict(), "fit": fit.to_json()})
             return 1
 
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
@@ -101,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
             log(event)
         status.event(event)
 
-    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=get_backend(args.dsp),
-                            full_scale=getattr(source, "full_scale", None), on_event=on_event)
+    backend = device.backend()
+    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=backend,
+                            full_scale=getattr(source, "full_scale", None), on_event=on_event,
+                            adc=getattr(backend, "adc", None))
 
     def on_decision(decision):
         if trace is not None:
@@ -124,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
         status.close()
-    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": args.dsp,
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": device.name,
+              "device": device.to_dict(),
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -132,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     if fit is not None:
         result["fit"] = fit.to_json()
     print(format_summary(result))
+    print(device.describe())
     print(f"peak resident memory: {result['peak_rss_mb']} MB")
     if args.json:
         write_json(args.json, result)
