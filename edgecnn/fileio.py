@@ -46,6 +46,13 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     return Path(path)
 
 
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 90) -> Path:
+    """Save a matplotlib figure as PNG, atomically (the caller closes the figure)."""
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return Path(path)
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars and arrays converted, NaN and infinities as null."""
     if isinstance(value, dict):

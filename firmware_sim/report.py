@@ -11,12 +11,12 @@ Device side: no TensorFlow.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import ConfigError
+from edgecnn.fileio import save_figure
 from firmware_sim.decisions import Decision, Event
 from firmware_sim.sources import Block
 
@@ -102,15 +102,10 @@ def plot_stream(path: str | Path, trace: Trace, events: list[Event], *, fs: floa
     ax_p.set_ylabel("probability / state")
     ax_p.legend(loc="center left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        return save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def format_summary(result: dict) -> str:

@@ -180,3 +180,28 @@ def test_a_killed_stream_leaves_only_whole_event_lines(tiny_bundle, tmp_path):
     text = events.read_text()
     assert text.endswith("\n")
     assert all(json.loads(line)["event"] == "state" for line in text.splitlines())
+
+
+def test_a_plot_that_fails_mid_save_keeps_the_previous_png(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    target = tmp_path / "plot.png"
+    target.write_bytes(b"previous png")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+
+    class FailingFigure:
+        def savefig(self, fh, **kwargs):
+            fig.savefig(fh, **kwargs)
+            fh.truncate(fh.tell() // 2)
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        fileio.save_figure(FailingFigure(), target)
+    assert target.read_bytes() == b"previous png" and _leftovers(tmp_path) == []
+    fileio.save_figure(fig, target)
+    plt.close(fig)
+    assert target.read_bytes().startswith(b"\x89PNG")
