@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args.func(args)
     except EdgeCNNError as exc:
-        print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
+        # One line whatever the message holds (a library's multi-line reason included).
+        print(f"edgecnn {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"edgecnn {args.command}: interrupted", file=sys.stderr)

@@ -148,8 +148,14 @@ def cut_windows(signal: np.ndarray, window_samples: int, hop: int) -> np.ndarray
 def load_windows(path: str | Path, cfg: SpectrogramConfig | None = None, *, label_map: str | LabelMap | None = None,
                  overlap: float = 0.0, progress: Callable[[int, int], None] | None = None) -> WindowSet:
     """Read recordings, resample to cfg.fs, cut windows and map labels to classes."""
-    return windows_from_recordings(read_recordings(path, progress=progress), cfg, label_map=label_map,
-                                   overlap=overlap)
+    recordings = read_recordings(path, progress=progress)
+    try:
+        return windows_from_recordings(recordings, cfg, label_map=label_map, overlap=overlap)
+    except InputError as exc:
+        # Errors about the data as a whole (no windows, one class) must still name what was read.
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from None
 
 
 def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig | None = None, *,
@@ -178,7 +184,10 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
 
     windows, labels, groups, rec_info = [], [], [], []
     for rec, cls_name in mapped:
-        signal = resample_to(rec.signal, rec.fs, cfg.fs)
+        try:
+            signal = resample_to(rec.signal, rec.fs, cfg.fs)
+        except InputError as exc:
+            raise InputError(f"{rec.source}: recording {rec.id}: {exc}") from None
         if signal.ndim == 2:  # pre-cut windows: each row must hold at least one window
             cut = [np.concatenate([cut_windows(row, cfg.window_samples, hop) for row in signal])]
         elif per_class[cls_name] == 1 and signal.size >= 2 * cfg.window_samples:

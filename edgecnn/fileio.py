@@ -6,29 +6,51 @@ side writes its JSON reports through here too).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` atomically; creates the parent folder."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content appears at ``path`` only when the block succeeds.
+
+    Writes go to a hidden temporary file beside the target (same file system, so the final
+    ``os.replace`` is atomic), which is flushed to disk before the rename; an exception (or a
+    kill) leaves ``path`` as it was. Creates the parent folder.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically; creates the parent folder."""
+    with atomic_open(path) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 90) -> Path:
+    """Save a matplotlib figure as PNG, atomically (the caller closes the figure)."""
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png", dpi=dpi)
+    return Path(path)
 
 
 def jsonable(value: Any) -> Any:
@@ -39,6 +61,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -48,4 +72,6 @@ def jsonable(value: Any) -> Any:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
-    return atomic_write(path, json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
+    # default=str: an unforeseen object in a report is written as its text rather than losing the
+    # whole file at the end of a long command.
+    return atomic_write(path, json.dumps(jsonable(data), indent=2, allow_nan=False, default=str) + "\n")

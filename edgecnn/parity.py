@@ -109,9 +109,9 @@ def run_keras(model_path: Path, images: np.ndarray) -> np.ndarray:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from edgecnn.rundir import load_keras_model
 
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_keras_model(model_path)
     return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float32)
 
 

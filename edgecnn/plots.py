@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.config import SpectrogramConfig
+from edgecnn.fileio import save_figure
 from edgecnn.plots_basic import plot_example_spectrograms
 
 __all__ = ["plot_confusion", "plot_example_spectrograms", "plot_prediction", "plot_training_curves"]
@@ -28,11 +29,10 @@ def _pyplot():
 
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def plot_training_curves(history: dict[str, list[float]], path: str | Path, *, best_epoch: int | None = None,

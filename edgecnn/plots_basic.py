@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.config import SpectrogramConfig
+from edgecnn.fileio import save_figure
 
 
 def plot_example_spectrograms(images: np.ndarray, labels: np.ndarray, classes: list[str],
@@ -35,11 +36,10 @@ def plot_example_spectrograms(images: np.ndarray, labels: np.ndarray, classes: l
             ax.set_title(f"class {name}", fontsize=9)
             ax.set_xlabel("time (s)", fontsize=8)
             ax.set_ylabel("kHz", fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def plot_parity(model_level: dict, probabilities: dict[str, np.ndarray], classes: list[str],
@@ -77,8 +77,7 @@ def plot_parity(model_level: dict, probabilities: dict[str, np.ndarray], classes
     ax_sc.set_ylabel(f"p({classes[cls]}) int8")
     ax_sc.set_title("int8 against float, per window")
     ax_sc.legend(fontsize=8)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return save_figure(fig, path, dpi=90)
+    finally:
+        plt.close(fig)

@@ -23,12 +23,12 @@ def layer_errors(model_path, calibration_images: np.ndarray, debug_images: np.nd
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import tensorflow as tf
 
+    from edgecnn.rundir import load_keras_model
     from export.tflite_export import int8_converter
 
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_keras_model(model_path)
     converter = int8_converter(model, (img[None] for img in calibration_images), int8_io=False)
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,

@@ -110,6 +110,11 @@ def as_signal(values: Any, source: str, *, what: str = "signal", ndim: tuple[int
     return arr
 
 
+def _reason(exc: BaseException) -> str:
+    """A parser's exception as one line (some span several) for an InputError message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _as_rate(value: Any, source: str) -> float:
     try:
         fs = float(np.asarray(value).reshape(()))
@@ -150,9 +155,9 @@ def load_pickle_safely(path: Path) -> Any:
         with open(path, "rb") as fh:
             return _RestrictedUnpickler(io.BufferedReader(fh)).load()
     except pickle.UnpicklingError as exc:
-        raise InputError(f"{path}: unsafe or corrupt pickle ({exc})") from None
+        raise InputError(f"{path}: unsafe or corrupt pickle ({' '.join(str(exc).split())})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
-        raise InputError(f"{path}: not a readable data pickle ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable data pickle ({_reason(exc)})") from None
 
 
 def read_pickle(path: Path) -> list[Recording]:
@@ -233,7 +238,7 @@ def read_npz(path: Path) -> list[Recording]:
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
-        raise InputError(f"{src}: not a readable npz recording ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{src}: not a readable npz recording ({_reason(exc)})") from None
     if fs is None:
         raise InputError(f"{src}: npz has no 'fs' (sample rate); add it, e.g. np.savez(..., fs=12800)")
     label = meta.pop("label", None)
@@ -253,7 +258,7 @@ def read_wav(path: Path) -> list[Recording]:
             warnings.simplefilter("always")
             fs, data = wavfile.read(path)
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
-        raise InputError(f"{src}: not a readable WAV file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{src}: not a readable WAV file ({_reason(exc)})") from None
     truncated = [w for w in caught if "EOF prematurely" in str(w.message)]
     if truncated:
         raise InputError(f"{src}: WAV file is truncated ({truncated[0].message})")
@@ -336,7 +341,7 @@ def read_mat(path: Path) -> list[Recording]:
     try:
         data = loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
-        raise InputError(f"{src}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{src}: not a readable MATLAB file ({_reason(exc)})") from None
     label = next((name for token, name in _CWRU_LABELS if token in path.stem), path.stem)
     if "bearing" in data and hasattr(data["bearing"], "gs"):
         bearing = data["bearing"]

@@ -13,13 +13,15 @@ Layout (format ``edgecnn-run``, version 1)::
     RUN_DIR/split.json         which recordings went to train / validation / test
     RUN_DIR/history.json, metrics.json, *.png
 
-This module reads and writes the small files only; it imports no TensorFlow.
+This module reads and writes the small files only; it imports no TensorFlow (``load_keras_model``
+imports Keras inside the call).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,30 @@ class RunInfo:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return data["windows"].astype(np.float32), data["labels"].astype(np.int64)
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read calibration windows ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file is bad input (BadZipFile, EOFError...)
+            raise InputError(f"{path}: cannot read calibration windows ({type(exc).__name__}: {exc})") from None
 
     def split(self) -> dict[str, Any] | None:
         path = self.path / "split.json"
         return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_keras_model(path: str | Path):
+    """The Keras model at ``path`` (imports Keras here, never at module level); InputError when the
+    file is missing, truncated or not a Keras model."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file is missing")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a truncated archive
+        raise InputError(f"{path}: not a loadable Keras model (not a .keras zip archive: truncated or "
+                         f"another format)")
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - any loader failure on a damaged file is bad input
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {reason[:200]})") from None
 
 
 def config_document(cfg: SpectrogramConfig, classes: list[str], **extra: Any) -> dict[str, Any]:

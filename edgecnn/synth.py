@@ -188,13 +188,8 @@ def render_stream(duration_s: float, *, seed: int = 0, fs: float = FS, fault_ons
 
 def write_pickle(path: str | Path, data: dict) -> Path:
     """Write a data set in the reference pickle format atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from edgecnn.fileio import atomic_open
+
+    with atomic_open(path) as fh:
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return Path(path)

@@ -26,6 +26,7 @@ from edgecnn.config import SpectrogramConfig
 from edgecnn.dataset import WindowSet, split_by_recording
 from edgecnn.errors import ConfigError, InputError
 from edgecnn.feature_cache import normalise, raw_features
+from edgecnn.fileio import write_json
 from edgecnn.fit import FitOptions, fit, is_chief, log, predict
 from edgecnn.metrics import classification_report
 from edgecnn.progress import Progress
@@ -241,18 +242,6 @@ def _plots(folder: Path, raw, images, probs, data: WindowSet, train_idx, test_id
                               true_class=data.classes[int(data.labels[test_idx][pick])])
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def _write_run(out: Path, *, force: bool, model, config, split, history, metrics, calibration, plots) -> None:
     """Build the run in a hidden sibling folder, then rename it into place (replacing only with force)."""
     out = check_out(out, force)
@@ -261,10 +250,10 @@ def _write_run(out: Path, *, force: bool, model, config, split, history, metrics
     tmp.mkdir()
     try:
         model.save(tmp / rundir.MODEL_FILE)
-        _write_json(tmp / rundir.CONFIG_FILE, config)
-        _write_json(tmp / "split.json", split)
-        _write_json(tmp / "history.json", history)
-        _write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / rundir.CONFIG_FILE, config)
+        write_json(tmp / "split.json", split)
+        write_json(tmp / "history.json", history)
+        write_json(tmp / "metrics.json", metrics)
         windows, labels = calibration
         np.savez(tmp / rundir.CALIBRATION_FILE, windows=np.asarray(windows, dtype=np.float32),
                  labels=np.asarray(labels, dtype=np.int64))

@@ -191,7 +191,8 @@ class Bundle:
 
     @property
     def footprint(self) -> dict:
-        return dict(self.manifest.get("footprint") or {})
+        footprint = self.manifest.get("footprint")
+        return dict(footprint) if isinstance(footprint, dict) else {}
 
     @property
     def device(self) -> dict | None:
@@ -251,7 +252,8 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
     expected_shape = [1, *cfg.input_shape]
-    shape = (manifest.get("input") or {}).get("shape")
+    input_doc = manifest.get("input")
+    shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
     if shape != expected_shape:
         raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
                           f"{expected_shape}")
@@ -260,6 +262,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
     models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
     for entry in models.values():
+        _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
         _verify_file(path, entry.file, entry.bytes, entry.sha256, verify_hashes)
     files_doc = manifest.get("files", {})
     if not isinstance(files_doc, dict):
@@ -273,10 +276,22 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
             raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
         _verify_file(path, file, size, digest, verify_hashes)
     golden = manifest.get("golden")
-    if golden is not None and golden not in files_doc:
+    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
     _check_device(manifest.get("device"), files_doc, manifest_path)
     return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
+
+
+def _check_model_shapes(entry: ModelEntry, expected_input: list[int], n_classes: int, where: Path) -> None:
+    # Each model must take the image the DSP config makes and give one probability per class, or
+    # the device would feed it garbage; a batch dimension of -1 (dynamic, ONNX) is accepted.
+    shape = list(entry.input.shape)
+    if len(shape) != len(expected_input) or shape[0] not in (1, -1) or shape[1:] != expected_input[1:]:
+        raise BundleError(f"{where}: {entry.file} takes input shape {shape}, but the DSP config makes "
+                          f"{expected_input}; the manifest and the model disagree (re-export the bundle)")
+    if not entry.output.shape or entry.output.shape[-1] != n_classes:
+        raise BundleError(f"{where}: {entry.file} gives output shape {list(entry.output.shape)}, but the "
+                          f"bundle has {n_classes} classes; the manifest and the model disagree")
 
 
 def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
@@ -303,7 +318,7 @@ def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
         except ConfigError as exc:
             raise BundleError(f"{where}: adc: {exc}") from None
     golden = device.get("golden_q15")
-    if golden is not None and golden not in files_doc:
+    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
 
 

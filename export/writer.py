@@ -31,7 +31,7 @@ import numpy as np
 from edgecnn import __version__ as edgecnn_version
 from edgecnn import dsp
 from edgecnn.errors import BundleError, ConfigError, InputError
-from edgecnn.rundir import RunInfo, read_run
+from edgecnn.rundir import RunInfo, load_keras_model, read_run
 from export import carray, footprint, golden
 from export.bundle import (
     BUNDLE_FORMAT,
@@ -224,9 +224,7 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
                   device: dict[str, Any] | None = None) -> None:
     say(f"loading {run.model_path}")
     with _converter_chatter(quiet):
-        import keras
-
-        model = keras.models.load_model(run.model_path, compile=False)
+        model = load_keras_model(run.model_path)
     _check_model(model, run)
     params, macs = footprint.count_params_macs(model)
     sample = stratified_sample(labels, calibration)

@@ -79,7 +79,10 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     unknown, missing = sorted(set(data) - known), sorted(required - set(data))
     if unknown or missing:
         raise ConfigError(f"device profile {path}: unknown keys {unknown}, missing keys {missing}")
-    return DeviceProfile(**data)
+    try:
+        return DeviceProfile(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def runtime_buffer_bytes(cfg: SpectrogramConfig, *, block: int, input_itemsize: int = 1,

@@ -2,8 +2,8 @@
 
 :class:`EventLog` writes one JSON object per line and flushes each line, so a reader (or a crash)
 only ever sees whole events. :class:`Trace` keeps what a plot needs in bounded form (per-block
-min/max of the signal, one row per decision). ``write_json`` writes atomically (temporary file,
-then rename). Matplotlib is imported only by :func:`plot_stream` (Agg backend).
+min/max of the signal, one row per decision). JSON reports go through ``edgecnn.fileio.write_json``
+(temporary file, then rename). Matplotlib is imported only by :func:`plot_stream` (Agg backend).
 
 Device side: no TensorFlow.
 """
@@ -11,12 +11,12 @@ Device side: no TensorFlow.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgecnn.errors import ConfigError
+from edgecnn.fileio import save_figure
 from firmware_sim.decisions import Decision, Event
 from firmware_sim.sources import Block
 
@@ -35,19 +35,6 @@ class EventLog:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    """Write JSON atomically: a temporary file beside the target, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 class Trace:
@@ -115,15 +102,10 @@ def plot_stream(path: str | Path, trace: Trace, events: list[Event], *, fs: floa
     ax_p.set_ylabel("probability / state")
     ax_p.legend(loc="center left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        return save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def format_summary(result: dict) -> str:

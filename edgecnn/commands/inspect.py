@@ -64,12 +64,22 @@ def _quant(spec: dict) -> str:
 
 
 def _num(value: Any) -> str:
-    return "-" if value is None else f"{value:,d}"
+    # A hand-edited manifest may hold anything here: show it rather than fail.
+    if value is None:
+        return "-"
+    return f"{value:,d}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _buffers(fp: dict) -> dict:
+    buffers = fp.get("device_buffers")
+    return buffers if isinstance(buffers, dict) else {}
 
 
 def _ram_total(fp: dict) -> int | None:
-    arena, buffers = fp.get("arena_bytes_tflm"), (fp.get("device_buffers") or {}).get("total_bytes")
-    return None if arena is None or buffers is None else arena + buffers
+    arena, buffers = fp.get("arena_bytes_tflm"), _buffers(fp).get("total_bytes")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (arena, buffers)):
+        return None
+    return arena + buffers
 
 
 def render(info: dict[str, Any]) -> str:
@@ -95,7 +105,7 @@ def render(info: dict[str, Any]) -> str:
                      f"{_num(m['macs']):>12s} {_num(m['arena_bytes']):>9s}  "
                      f"{_quant(m['input'])} -> {_quant(m['output'])}")
     fp = info["footprint"]
-    buffers = fp.get("device_buffers", {})
+    buffers = _buffers(fp)
     lines += [
         "footprint",
         f"  flash (int8 model)      {_num(fp.get('flash_bytes')):>10s} bytes",
@@ -116,8 +126,8 @@ def render(info: dict[str, Any]) -> str:
         f"ADC +/-{adc['full_scale']:g} {adc['units']} {adc['bits']}-bit (noise {adc['noise_lsb']:g} LSB)"
         if adc else "no ADC model") + (f", q15 golden vectors {device['golden_q15']}" if device.get("golden_q15")
                                         else "") if device else "not declared (numpy float DSP, no ADC)"))
-    training = info.get("training") or {}
-    if training:
+    training = info.get("training")
+    if isinstance(training, dict) and training:
         keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
         lines.append(f"training {keys}")
     return "\n".join(lines)
@@ -133,9 +143,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(info, sys.stdout, indent=2)
         print()
     else:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
-        tmp.replace(out)
+        from edgecnn.fileio import write_json
+
+        write_json(Path(args.json), info)
         print(render(info))
     return 0

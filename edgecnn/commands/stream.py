@@ -57,12 +57,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgecnn.fileio import write_json
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
     from firmware_sim.dsp_backends import DeviceDSP
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
-    from firmware_sim.report import EventLog, Trace, format_summary, plot_stream, write_json
+    from firmware_sim.report import EventLog, Trace, format_summary, plot_stream
     from firmware_sim.runtime import StreamRuntime
     from firmware_sim.sources import open_source, paced
 
