@@ -18,9 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(__file__).resolve().parent / ".cache"
-#: Training set: an easy synthetic set the compact CNN learns in a few epochs (as tests/conftest.py).
-N_WINDOWS, N_RECORDINGS, DIFFICULTY, SEED = 480, 48, 0.3, 3
-EPOCHS = {"edge": 15, "seed": 3}
+#: Training set: the synthetic set tests/test_stream_detection.py trains its detector on.
+N_WINDOWS, N_RECORDINGS, DIFFICULTY, SEED = 800, 200, 1.0, 11
+EPOCHS = {"edge": 20, "seed": 3}
 
 
 def bundle_path(arch: str) -> Path:

@@ -121,3 +121,30 @@ def test_wrong_block_shape_is_a_clear_error(bundle):
         rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, 3)
         with pytest.raises(InputError, match=r"expected \(3, samples\)"):
             rt.process(np.zeros((2, 256), dtype=np.float32))
+
+
+def test_cli_sensors_runs_every_sensor_and_writes_json(trained_bundle, tmp_path):
+    import json
+
+    from tests.util import run_cli
+
+    out, events = tmp_path / "multi.json", tmp_path / "events.jsonl"
+    proc = run_cli("stream", str(trained_bundle), "--sensors", "4", "--source",
+                   "synth:duration=12,onset=4,seed=2,severity=3", "--quiet", "--json", str(out),
+                   "--events", str(events))
+    assert proc.returncode == 0, proc.stderr
+    assert "sensors: 4 x 12.00 s" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["sensors"] == 4 and len(result["states"]) == len(result["faults"]) == 4
+    # 12 s at 12800 Hz: 685 frames, decisions every 14 frames after the first 44, for each sensor.
+    assert result["decisions"] == 4 * (1 + (685 - 44) // 14)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(e["sensor"], e["decision"]) for e in lines] == \
+        [(e["sensor"], e["decision"]) for e in result["events"]]
+
+
+def test_cli_sensors_refuses_stdin(trained_bundle):
+    from tests.util import run_cli
+
+    proc = run_cli("stream", str(trained_bundle), "--sensors", "3", "--source", "-")
+    assert proc.returncode == 2 and "does not take stdin" in proc.stderr

@@ -52,6 +52,11 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="OUT", help="write the summary figures as JSON")
     p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
     p.add_argument("--quiet", action="store_true", help="no status line")
+    p.add_argument("--sensors", type=int, default=1,
+                   help="serve N synchronised sensors with one model (firmware_sim.multi): sensor i "
+                        "replays the source rotated by i/N of its length (default 1)")
+    p.add_argument("--max-batch", type=int, default=None,
+                   help="with --sensors: images per interpreter invoke (default: all sensors at once)")
     p.set_defaults(func=run)
 
 
@@ -87,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
                 write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "fit": fit.to_json()})
             return 1
 
+    if args.sensors != 1:
+        return _run_multi(args, bundle, policy, entry, fit)
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
                          raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
@@ -137,6 +144,70 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
                     title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+    return 0
+
+
+def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
+    """``--sensors N``: N synchronised sensors through one interpreter, batched."""
+    import json
+
+    import numpy as np
+
+    from firmware_sim.interpreters import open_interpreter
+    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
+    from firmware_sim.report import write_json
+    from firmware_sim.sources import open_source
+
+    if args.sensors < 1:
+        raise ConfigError(f"--sensors {args.sensors} must be >= 1")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ConfigError(f"--max-batch {args.max_batch} must be >= 1")
+    if args.source == "-" or args.realtime or args.plot:
+        raise ConfigError("--sensors N replays a synthetic source or a recording; it does not take "
+                          "stdin (-), --realtime or --plot")
+    cfg, classes = bundle.cfg, bundle.classes
+    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
+    signal = np.concatenate([b.samples for b in source.blocks()])
+    log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
+
+    def on_event(sensor, event):
+        if log is not None:
+            log.write(json.dumps({"sensor": sensor, **event.to_json()}) + "\n")
+            log.flush()
+        if not args.quiet:
+            print(f"sensor {sensor}: event t={event.time_s:.3f}s: {event.previous} -> {event.state}",
+                  file=sys.stderr)
+
+    interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
+    runtime = MultiStreamRuntime(cfg, classes, interpreter, args.sensors, policy=policy,
+                                 full_scale=getattr(source, "full_scale", None), max_batch=args.max_batch,
+                                 on_event=on_event)
+    wall = time.perf_counter()
+    try:
+        result = runtime.run(rotated_blocks(signal, args.sensors, block=args.block))
+    finally:
+        wall = time.perf_counter() - wall
+        interpreter.close()
+        if log is not None:
+            log.close()
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime,
+              "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
+              "wall_s": round(wall, 4),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), **result}
+    if fit is not None:
+        result["fit"] = fit.to_json()
+    t = result["timing"]
+    states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
+    print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
+          f"processing: {result['sensor_realtime_factor']:.1f} sensor-seconds per second "
+          f"(real-time factor {t['realtime_factor']:.1f}x for all {args.sensors} together)")
+    print(f"blocks of {args.sensors} x {args.block}: p50 {t['block_ms_p50']} ms, p99 {t['block_ms_p99']} ms, "
+          f"deadline misses {t['deadline_misses']}")
+    print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
+          f"events: {len(result['events'])}; final states: {states}")
+    print(f"peak resident memory: {result['peak_rss_mb']} MB")
+    if args.json:
+        write_json(args.json, result)
     return 0
 
 
