@@ -36,6 +36,7 @@ class Interpreter:
     def __init__(self) -> None:
         self.entry = None
         self.path: Path | None = None
+        self._qbuf = None
 
     def load(self, path: str | Path, entry) -> Interpreter:
         """Open the model file described by ``entry`` (an ``export.bundle.ModelEntry``)."""
@@ -54,9 +55,30 @@ class Interpreter:
         if x.size != int(np.prod(shape)):
             raise InputError(
                 f"{self.name}: features of shape {x.shape} do not fit the model input {spec.shape}")
-        q = spec.quantize(x.reshape(shape))
+        q = self._quantize(x.reshape(shape))
         y = self._invoke(q)
         return self.entry.output.dequantize(np.asarray(y)).reshape(-1).astype(np.float32)
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        """``entry.input.quantize(x)`` (round half away from zero, saturate), step for step in
+        buffers kept between calls: the device loop quantises one image per decision."""
+        spec = self.entry.input
+        if spec.scale is None:
+            return x
+        if self._qbuf is None or self._qbuf.shape != x.shape:
+            self._qbuf = np.empty(x.shape, dtype=np.float64)
+            self._qtmp = np.empty(x.shape, dtype=np.float64)
+            info = np.iinfo(np.dtype(spec.dtype))
+            self._qrange = (float(info.min), float(info.max))
+        scaled, t = self._qbuf, self._qtmp
+        np.divide(x, spec.scale, out=scaled, dtype=np.float64)  # == x.astype(float64) / scale
+        np.abs(scaled, out=t)
+        t += 0.5
+        np.floor(t, out=t)
+        np.copysign(t, scaled, out=t)  # == sign(scaled) * floor(|scaled| + 0.5)
+        t += spec.zero_point
+        np.clip(t, *self._qrange, out=t)
+        return t.astype(spec.dtype)
 
     def run_batch(self, features: np.ndarray, *, max_batch: int | None = None) -> np.ndarray:
         """Many images (B, n_freq, n_frames[, 1]) float32 -> probabilities (B, n_classes) float32.

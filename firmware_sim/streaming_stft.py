@@ -153,21 +153,33 @@ class StreamingSTFT:
         scratch = self._frame.nbytes + self._windowed.nbytes + self._spectrum.nbytes + self._mag.nbytes
         return self._buf.nbytes + scratch + self._columns.nbytes
 
+    @property
+    def frames(self) -> int:
+        """Frames complete so far (computed, or pending in :meth:`feed` mode)."""
+        if self._written < self._next_end:
+            return self._done
+        return self._done + 1 + (self._written - self._next_end) // self._hop
+
     # Life cycle --------------------------------------------------------------------------------
     def push(self, block: np.ndarray) -> np.ndarray:
         """Feed samples; returns the new feature columns (k, n_freq) float32, k >= 0 (a read-only
         empty array when no frame completed)."""
-        if type(block) is not np.ndarray or block.ndim != 1:
-            block = np.asarray(block).ravel()
-        n = block.shape[0]
-        fill = self._fill
-        if fill + n > self._buf.shape[0]:
-            fill = self._compact()
-            if fill + n > self._buf.shape[0]:
-                return self._push_large(block)
-        self._buf[fill:fill + n] = block
-        self._fill = fill + n
-        self._written += n
+        early = self._append(block)
+        columns = self.flush()
+        if early is None:
+            return columns
+        return early if columns.shape[0] == 0 else np.concatenate((early, columns))
+
+    def feed(self, block: np.ndarray) -> None:
+        """Feed samples without computing their frames yet: :meth:`flush` (or :meth:`image`)
+        computes every pending frame in one vectorised step (frames are computed earlier only when
+        the history is full). The device loop feeds blocks and needs the image only at its
+        decision cadence, so it pays numpy's per-call overhead once per decision instead of once
+        per frame; the columns are the same numbers."""
+        self._append(block)
+
+    def flush(self) -> np.ndarray:
+        """Compute every complete frame not computed yet; returns their columns (k, n_freq)."""
         if self._written < self._next_end:
             return self._no_columns
         k = 1 + (self._written - self._next_end) // self._hop
@@ -182,13 +194,14 @@ class StreamingSTFT:
 
     def image(self) -> np.ndarray:
         """The last ``n_frames`` columns in time order: (n_freq, n_frames, 1) float32 (a copy)."""
+        self.flush()
         out = np.empty((self.cfg.n_freq, self._n_frames, 1), dtype=np.float32)
         self.image_into(out[:, :, 0])
         return out
 
     def image_into(self, out: np.ndarray) -> None:
-        """Write the image in time order into ``out`` (n_freq, n_frames): no allocation (the
-        multi-sensor runtime fills its batch this way)."""
+        """Write the image in time order into ``out`` (n_freq, n_frames): no allocation."""
+        self.flush()
         head = self._head
         tail = self._n_frames - head
         out[:, :tail] = self._columns[head:].T
@@ -200,13 +213,31 @@ class StreamingSTFT:
         self._columns[:] = 0
         self._head = 0
         self.origin = int(origin)
-        self.frames = 0
+        self._done = 0  # frames computed
         self._base = self.origin  # absolute index of _buf[0]
         self._fill = 0
         self._written = self.origin
         self._next_end = self.origin + self._nperseg
 
     # Internals ---------------------------------------------------------------------------------
+    def _append(self, block: np.ndarray) -> np.ndarray | None:
+        """Write samples into the history; returns the columns of frames it had to compute to
+        make room (None when it computed none)."""
+        if type(block) is not np.ndarray or block.ndim != 1:
+            block = np.asarray(block).ravel()
+        n = block.shape[0]
+        fill = self._fill
+        early = None
+        if fill + n > self._buf.shape[0]:
+            early = self.flush()
+            fill = self._compact()
+            if fill + n > self._buf.shape[0]:
+                return self._push_large(block, early)
+        self._buf[fill:fill + n] = block
+        self._fill = fill + n
+        self._written += n
+        return early if early is not None and early.shape[0] else None
+
     def _fast_frames(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """``frame_magnitudes`` + ``transform_magnitudes`` of k frames (k, nperseg), step for step,
         in buffers allocated once; stores the columns and returns them (k, n_freq) float32, in
@@ -240,8 +271,11 @@ class StreamingSTFT:
             column = self._columns[self._head]
             column[:] = mag
             self._head = (self._head + 1) % self._n_frames
-            self.frames += 1
+            self._done += 1
             self._next_end += self._hop
+            if out is not None:
+                out[0] = column
+                return out
             return column[None].copy()
         if out is None:
             out = np.empty((k, self.cfg.n_freq), dtype=np.float32)
@@ -254,23 +288,28 @@ class StreamingSTFT:
         self._store(columns)
         return columns
 
-    def _push_large(self, block: np.ndarray) -> np.ndarray:
-        """A block longer than the history: frame it directly (with the pending samples in front)
-        in vectorised steps of ``frames_per_step`` frames."""
+    def _push_large(self, block: np.ndarray, early: np.ndarray | None = None) -> np.ndarray:
+        """A block longer than the history: frame it directly (with the samples of the next frame
+        in front) in vectorised steps of ``frames_per_step`` frames; returns ``early`` (columns
+        computed just before) followed by the new ones."""
         pending = self._buf[:self._fill]
         signal = np.concatenate((pending, block.astype(self._buf.dtype, copy=False)))
         self._written += block.shape[0]
         total = 0 if signal.size < self._nperseg else 1 + (signal.size - self._nperseg) // self._hop
-        out = np.empty((total, self.cfg.n_freq), dtype=np.float32)
+        before = 0 if early is None else early.shape[0]
+        out = np.empty((before + total, self.cfg.n_freq), dtype=np.float32)
+        if before:
+            out[:before] = early
+        new = out[before:]
         step = signal.strides[0]
         for first in range(0, total, self.frames_per_step):
             k = min(self.frames_per_step, total - first)
             frames = as_strided(signal[first * self._hop:], shape=(k, self._nperseg),
                                 strides=(self._hop * step, step), writeable=False)
             if self._fast:
-                self._fast_frames(frames, out[first:first + k])
+                self._fast_frames(frames, new[first:first + k])
             else:
-                out[first:first + k] = self._many_frames(frames)
+                new[first:first + k] = self._many_frames(frames)
         rest = signal[total * self._hop:]
         self._buf[:rest.size] = rest
         self._fill = rest.size
@@ -293,5 +332,5 @@ class StreamingSTFT:
         slots = (self._head + (k - keep.shape[0]) + np.arange(keep.shape[0])) % n
         self._columns[slots] = keep
         self._head = int((self._head + k) % n)
-        self.frames += k
+        self._done += k
         self._next_end += k * self._hop

@@ -148,3 +148,16 @@ def test_cli_sensors_refuses_stdin(trained_bundle):
 
     proc = run_cli("stream", str(trained_bundle), "--sensors", "3", "--source", "-")
     assert proc.returncode == 2 and "does not take stdin" in proc.stderr
+
+
+def test_interpreter_quantisation_equals_the_manifest_rule(bundle):
+    """The device loop's in-place quantisation is TensorSpec.quantize exactly, halves included."""
+    with open_interpreter("litert", bundle) as interp:
+        spec = interp.entry.input
+        rng = np.random.default_rng(5)
+        x = (rng.standard_normal((1, *bundle.cfg.input_shape)) * 40 * spec.scale).astype(np.float32)
+        x.flat[:200] = ((np.arange(200) - 100 + 0.5) * spec.scale).astype(np.float32)  # near .5 steps
+        x.flat[200:210] = [1e9, -1e9, 0.0, -0.0, spec.scale / 2, -spec.scale / 2, 127 * spec.scale,
+                           -128 * spec.scale, 3.5 * spec.scale, -3.5 * spec.scale]
+        np.testing.assert_array_equal(interp._quantize(x), spec.quantize(x))
+        np.testing.assert_array_equal(interp._quantize(x[:, ::-1].copy()), spec.quantize(x[:, ::-1]))
