@@ -55,8 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--sensors", type=int, default=1,
                    help="serve N synchronised sensors with one model (firmware_sim.multi): sensor i "
                         "replays the source rotated by i/N of its length (default 1)")
-    p.add_argument("--max-batch", type=int, default=None,
-                   help="with --sensors: images per interpreter invoke (default: all sensors at once)")
+    p.add_argument("--max-batch", type=int, default=8,
+                   help="with --sensors: images per interpreter invoke (default 8, the fastest for "
+                        "the edge int8 model on LiteRT in benchmarks/bench_multi.py)")
     p.set_defaults(func=run)
 
 
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             trace.add_decision(decision, target)
         status.decision(decision, runtime)
 
-    blocks = source.blocks()
+    first_block: list[float] = []
+    blocks = _time_first_block(source.blocks(), first_block)
     if args.realtime:
         blocks = paced(blocks, cfg.fs)
     if trace is not None:
@@ -133,18 +135,44 @@ def run(args: argparse.Namespace) -> int:
     result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": args.dsp,
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "peak_rss_mb": peak_rss_mb(),
+              # Wall-clock time (Unix seconds) when the first block had been processed: a caller
+              # that noted when it started the process gets the start-up time (benchmarks).
+              "first_block_done_unix_s": first_block[0] if first_block else None,
               **result}
     if fit is not None:
         result["fit"] = fit.to_json()
     print(format_summary(result))
-    print(f"peak resident memory: {result['peak_rss_mb']} MB")
+    print(f"peak resident memory: {result['peak_rss_mb']} MiB")
     if args.json:
         write_json(args.json, result)
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
                     title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
     return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB: VmHWM of /proc/self/status (this program's
+    own peak; ``ru_maxrss`` also counts the parent's memory when the process was forked from a
+    large one), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _time_first_block(blocks, stamp: list[float]):
+    """Yield the blocks; note the wall-clock time when the first one has been processed (when
+    the loop asks for the second block, or the stream ends after one)."""
+    for block in blocks:
+        yield block
+        if not stamp:
+            stamp.append(time.time())
 
 
 def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
@@ -193,7 +221,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
     result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime,
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), **result}
+              "peak_rss_mb": peak_rss_mb(), **result}
     if fit is not None:
         result["fit"] = fit.to_json()
     t = result["timing"]
@@ -205,7 +233,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
           f"deadline misses {t['deadline_misses']}")
     print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
           f"events: {len(result['events'])}; final states: {states}")
-    print(f"peak resident memory: {result['peak_rss_mb']} MB")
+    print(f"peak resident memory: {result['peak_rss_mb']} MiB")
     if args.json:
         write_json(args.json, result)
     return 0
