@@ -3,10 +3,10 @@
 1. Batch spectrograms: the reference notebook's way (one ``scipy.signal.spectrogram`` call per
    window in a Python loop) against ``edgecnn.dsp.features`` (one strided, chunked numpy pass).
 2. Where the time goes in model-level parity over 2000 windows (features, then every bundle model
-   in its runtime, batched where the runtime allows, plus the Keras model) and in ``train_run``
-   on 2000 windows (10 epochs, spectrograms cached by an earlier run): cProfile attributes to "TensorFlow and the interpreters" every call
-   from outside into tensorflow, keras, ai_edge_litert, onnxruntime or tflite_micro (cumulative
-   time of those edges); the rest is our Python and numpy. Target: under 10 % outside.
+   in its runtime, batched where the runtime allows, plus the Keras model) and in ``train_run`` on
+   2000 windows (10 epochs, spectrograms cached by an earlier run). From a cProfile: the time
+   outside TensorFlow and the interpreters is our own functions' time plus their calls straight
+   into other libraries (numpy, matplotlib, ...); imports count with the engines. Target: < 10 %.
 
     python benchmarks/bench_offline.py [--n 2000] [--repeats 3] [--epochs 2]
 """
