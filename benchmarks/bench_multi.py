@@ -7,7 +7,7 @@ frames): frames of all N sensors in one vectorised step, images through ``run_ba
 keeps up with at 100 % load. Baseline, same run: N independent single-sensor ``StreamRuntime``
 loops in turn (capacity = N x their real-time factor). Medians of ``--repeat`` runs.
 
-    python benchmarks/bench_multi.py [--sensors 300] [--seconds 5] [--repeat 3] [--bundle DIR]
+    python benchmarks/bench_multi.py [--sensors 300] [--seconds 5] [--repeat 5] [--bundle DIR]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sensors", type=int, default=300, help="sensors in the measured run (300)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of signal per sensor (5)")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions; medians are printed (3)")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions, interleaved; medians (5)")
     parser.add_argument("--bundle", help="edge bundle (default: train one with benchmarks/bundles.py)")
     args = parser.parse_args(argv)
     if args.bundle is None:
@@ -71,15 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         interp.run(np.zeros(bundle.cfg.input_shape, dtype=np.float32))
         # Warm-up: the first MultiStreamRuntime plans the batched model.
         multi_capacity(bundle, interp, signal, n, 1.0, None)
-        for label, max_batch in (("batch all", None), ("batch 8", 8), ("batch 1", 1)):
-            runs = [multi_capacity(bundle, interp, signal, n, args.seconds, max_batch) for _ in range(args.repeat)]
-            results[label] = float(np.median(runs))
-            print(f"multi-sensor runtime, {n} sensors, inference {label:9s}: {results[label]:7.0f} sensors per core "
-                  f"(runs: {', '.join(f'{r:.0f}' for r in runs)})")
         n_single = min(n, 20)
-        runs = [single_capacity(bundle, interp, signal, n_single, args.seconds) for _ in range(args.repeat)]
-        single = float(np.median(runs))
-        print(f"baseline, {n_single} single-sensor StreamRuntime loops in turn: {single:7.0f} sensors per core")
+        variants = {"batch all": None, "batch 8": 8, "batch 1": 1}
+        runs: dict[str, list[float]] = {label: [] for label in (*variants, "single")}
+        for _ in range(args.repeat):  # interleaved: every variant sees the same machine load
+            for label, max_batch in variants.items():
+                runs[label].append(multi_capacity(bundle, interp, signal, n, args.seconds, max_batch))
+            runs["single"].append(single_capacity(bundle, interp, signal, n_single, args.seconds))
+        for label in variants:
+            results[label] = float(np.median(runs[label]))
+            print(f"multi-sensor runtime, {n} sensors, inference {label:9s}: {results[label]:7.0f} sensors per core "
+                  f"(runs: {', '.join(f'{r:.0f}' for r in runs[label])})")
+        single = float(np.median(runs["single"]))
+        print(f"baseline, {n_single} single-sensor StreamRuntime loops in turn: {single:7.0f} sensors per core "
+              f"(runs: {', '.join(f'{r:.0f}' for r in runs['single'])})")
     best_label = max(results, key=results.get)
     best = results[best_label]
     print(f"best: {best_label}: {best:.0f} sensors per core, {best / single:.1f}x the single-sensor loops")

@@ -17,7 +17,7 @@ int8 model on LiteRT through ``StreamRuntime`` (a decision every 14 frames = 0.2
 events, timing), against the naive loop (scipy recompute at every hop, the same interpreter at the
 same decisions).
 
-    python benchmarks/bench_stream.py [--seconds 30] [--repeat 7] [--bundle DIR] [--seed-bundle DIR]
+    python benchmarks/bench_stream.py [--seconds 30] [--repeat 9] [--bundle DIR] [--seed-bundle DIR]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from common import figure, median_seconds
+from common import figure, interleaved_medians, median_seconds
 from scipy.signal import spectrogram
 
 from edgecnn.config import SpectrogramConfig
@@ -101,8 +101,9 @@ def end_to_end(name: str, path, signal: np.ndarray, repeat: int, target: float) 
     seconds = signal.size / bundle.cfg.fs
     with open_interpreter("litert", bundle) as interp:
         interp.run(np.zeros(bundle.cfg.input_shape, dtype=np.float32))  # warm up the delegate
-        t_loop = median_seconds(lambda: device_loop(signal, bundle, interp), repeat)
-        t_naive = median_seconds(lambda: naive_features(signal, bundle.cfg, interp.run), max(1, repeat // 2))
+        t = interleaved_medians({"loop": lambda: device_loop(signal, bundle, interp),
+                                 "naive": lambda: naive_features(signal, bundle.cfg, interp.run)}, repeat)
+        t_loop, t_naive = t["loop"], t["naive"]
         t_infer = median_seconds(lambda: interp.run(np.zeros(bundle.cfg.input_shape, dtype=np.float32)), 50)
     entry = bundle.model(format="tflite", dtype="int8")
     rtf, rtf_naive = seconds / t_loop, seconds / t_naive
@@ -116,7 +117,7 @@ def end_to_end(name: str, path, signal: np.ndarray, repeat: int, target: float) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds of signal (default 30)")
-    parser.add_argument("--repeat", type=int, default=7, help="repetitions; medians are printed (7)")
+    parser.add_argument("--repeat", type=int, default=9, help="repetitions, interleaved; medians are printed (9)")
     parser.add_argument("--bundle", help="edge bundle for the end-to-end figure (default: train one)")
     parser.add_argument("--seed-bundle", help="seed bundle for the end-to-end figure (default: train one)")
     parser.add_argument("--no-loop", action="store_true", help="features only")
@@ -126,12 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     signal = render_stream(args.seconds, seed=0, fault_onset_s=args.seconds / 2)
     seconds = signal.size / cfg.fs
     n_blocks = signal.size / BLOCK
-    t_stream = median_seconds(lambda: streaming_features(signal, cfg, deferred=True), args.repeat)
-    t_eager = median_seconds(lambda: streaming_features(signal, cfg), args.repeat)
-    t_frame = median_seconds(lambda: per_frame_numpy(signal, cfg), args.repeat)
-    t_naive = median_seconds(lambda: naive_features(signal, cfg), max(1, args.repeat // 2))
-    t_second = median_seconds(lambda: streaming_features(signal, cfg, push=int(cfg.fs)), args.repeat)
-    t_whole = median_seconds(lambda: streaming_features(signal, cfg, push=signal.size), args.repeat)
+    t = interleaved_medians({
+        "stream": lambda: streaming_features(signal, cfg, deferred=True),
+        "eager": lambda: streaming_features(signal, cfg),
+        "frame": lambda: per_frame_numpy(signal, cfg),
+        "naive": lambda: naive_features(signal, cfg),
+        "second": lambda: streaming_features(signal, cfg, push=int(cfg.fs)),
+        "whole": lambda: streaming_features(signal, cfg, push=signal.size),
+    }, args.repeat)
+    t_stream, t_eager, t_frame, t_naive = t["stream"], t["eager"], t["frame"], t["naive"]
+    t_second, t_whole = t["second"], t["whole"]
     rtf = {k: seconds / t for k, t in (("stream", t_stream), ("eager", t_eager), ("frame", t_frame),
                                         ("naive", t_naive),
                                         ("second", t_second), ("whole", t_whole))}
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         from bundles import ensure_bundle
 
         for name, path, target in (("edge", args.bundle, 600.0), ("seed", args.seed_bundle, 150.0)):
-            end_to_end(name, path or ensure_bundle(name), signal, max(3, args.repeat // 2), target)
+            end_to_end(name, path or ensure_bundle(name), signal, args.repeat, target)
     return 0
 
 

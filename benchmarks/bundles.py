@@ -7,7 +7,7 @@ the same model. ``--bundle DIR`` on a benchmark skips this. This module imports 
 inside ``ensure_bundle`` when it has to train, and it runs training in a subprocess so the calling
 benchmark's process (and its memory figures) never holds TensorFlow.
 
-    python benchmarks/bundles.py edge seed     # train and cache both
+    python benchmarks/bundles.py [--if-missing] edge seed     # train and cache both
 """
 
 from __future__ import annotations
@@ -61,5 +61,8 @@ def _train_and_export(arch: str) -> Path:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    for name in sys.argv[1:] or ["edge"]:
+    names = [a for a in sys.argv[1:] if not a.startswith("--")] or ["edge"]
+    for name in names:
+        if "--if-missing" in sys.argv and (bundle_path(name) / "manifest.json").is_file():
+            continue
         print(_train_and_export(name))

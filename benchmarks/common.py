@@ -28,6 +28,19 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall time of each function, the repetitions interleaved (a, b, c, a, b, c, ...) so
+    that every variant sees the same share of the shared machine's load: the ratios between
+    them hold even when the load changes during the run."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def figure(name: str, value: str, target: str, baseline: str = "", ratio: str = "", met: bool | None = None) -> None:
     """Print one FIGURE line (``met``: whether the target is met; None when it is informative)."""
     verdict = "" if met is None else ("met" if met else "MISSED")

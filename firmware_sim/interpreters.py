@@ -95,7 +95,7 @@ class Interpreter:
                              f"{spec.shape} (B images of {per_image} values)")
         batch = x.shape[0]
         chunk = batch if max_batch is None else max(1, min(int(max_batch), batch))
-        q = spec.quantize(x.reshape((batch, *spec.shape[1:])))
+        q = self._quantize(x.reshape((batch, *spec.shape[1:])))
         if chunk > 1 and self.batch_capable(chunk):
             pieces = []
             for first in range(0, batch, chunk):
