@@ -41,6 +41,8 @@ class Interpreter:
     def load(self, path: str | Path, entry) -> Interpreter:
         """Open the model file described by ``entry`` (an ``export.bundle.ModelEntry``)."""
         self.path, self.entry = Path(path), entry
+        self._shape = tuple(1 if d == -1 else d for d in entry.input.shape)  # one image's input shape
+        self._size = int(np.prod(self._shape))
         if RUNTIME_FORMATS[self.name] != entry.format:
             raise ConfigError(f"runtime {self.name} runs {RUNTIME_FORMATS[self.name]} models, "
                               f"not {entry.format} ({entry.file})")
@@ -51,8 +53,8 @@ class Interpreter:
         """One image (n_freq, n_frames, 1) float32 -> class probabilities, float32 (n_classes,)."""
         spec = self.entry.input
         x = np.asarray(features, dtype=np.float32)
-        shape = tuple(1 if d == -1 else d for d in spec.shape)
-        if x.size != int(np.prod(shape)):
+        shape = self._shape
+        if x.size != self._size:
             raise InputError(
                 f"{self.name}: features of shape {x.shape} do not fit the model input {spec.shape}")
         q = self._quantize(x.reshape(shape))
