@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(t.name for t in TASKS))
     parser.add_argument("--archs", default="seed,edge")
     parser.add_argument("--seeds", default="0", help="comma-separated training/split seeds")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--json", default=None, help="write every figure here")
     parser.add_argument("--keep", default=None, help="keep the run directories in this folder")
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "edgecnn-bench-cache"))

@@ -129,7 +129,7 @@ class WindowSet:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {"n_windows": len(self), "n_recordings": int(np.unique(self.groups).size),
                 "classes": list(self.classes), "windows_per_class": dict(zip(self.classes, counts.tolist())),
-                "dropped": dict(self.dropped)}
+                "dropped": dict(self.dropped), "hop": self.hop}
 
 
 def window_hop(window_samples: int, overlap: float) -> int:

@@ -33,7 +33,7 @@ STRATEGIES = ("none", "mirrored", "multiworker")
 class FitOptions:
     """How to train; every field has a sensible default for the spectrogram models."""
 
-    epochs: int = 30
+    epochs: int = 60
     """Upper bound on epochs; early stopping usually ends sooner."""
     batch_size: int = 32
     """Windows per step on each replica (the global batch is this times the replica count)."""
@@ -41,8 +41,9 @@ class FitOptions:
     """Seeds weights, shuffling and dropout."""
     learning_rate: float = 1e-3
     """Adam's step size."""
-    patience: int = 8
-    """Epochs without a better validation loss before stopping (the best weights are restored)."""
+    patience: int = 12
+    """Epochs without a better validation loss before stopping (the best weights are restored); the
+    edge model's validation loss is noisy in its first epochs, a shorter patience stopped it too early."""
     class_weights: bool = True
     """Weight each class by N / (n_classes * n_class) so unbalanced data trains fairly."""
     strategy: str = "none"

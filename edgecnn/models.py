@@ -46,9 +46,10 @@ def edge_model(input_shape: Sequence[int], n_classes: int):
     A bearing fault shows as energy rising in some frequency band (a structural resonance rung by
     impacts, or defect-frequency lines), so the model is frequency-aware and time-invariant
     (docs/training.md has the measurements behind each choice):
-    - average 4 frames together, then one small 5 x 3 convolution (frequency x time) at full
-      frequency resolution: local spectral shape and its short-term change;
-    - average over the remaining time: one column of per-frequency features (129 x 8);
+    - one 5 x 4 convolution with stride 4 in time only, 8 channels: local spectral shape and how it
+      changes within 4 frames, at full frequency resolution (129 x 11 x 8, 11 KB of int8);
+    - max over the remaining time: a burst in any frame counts (a plain time average, or averaging
+      frames before the convolution, lost impulsive evidence and failed whole healthy recordings);
     - three 1-D convolutions along frequency (two strided) widen to 32 channels;
     - max over frequency: "is there such a band anywhere", so a resonance that moves between
       machines is found wherever it is; then one dense layer.
@@ -65,13 +66,11 @@ def edge_model(input_shape: Sequence[int], n_classes: int):
         return layers.ReLU()(x)
 
     inputs = keras.Input(tuple(input_shape))
-    frames = int(input_shape[1])
-    pool = 4 if frames >= 8 else 1
-    x = layers.AveragePooling2D((1, pool))(inputs) if pool > 1 else inputs
-    x = norm_relu(layers.Conv2D(8, (5, 3), padding="same", use_bias=False)(x))
-    x = layers.AveragePooling2D((1, x.shape[2]))(x)
-    for filters, kernel, stride in ((16, 7, 1), (32, 5, 2), (32, 5, 2)):
-        x = norm_relu(layers.Conv2D(filters, (kernel, 1), strides=(stride, 1), padding="same",
+    stride = 4 if int(input_shape[1]) >= 8 else 1
+    x = norm_relu(layers.Conv2D(8, (5, stride), strides=(1, stride), padding="same", use_bias=False)(inputs))
+    x = layers.MaxPooling2D((1, x.shape[2]))(x)
+    for filters, kernel, step in ((16, 7, 1), (32, 5, 2), (32, 5, 2)):
+        x = norm_relu(layers.Conv2D(filters, (kernel, 1), strides=(step, 1), padding="same",
                                     use_bias=False)(x))
     x = layers.MaxPooling2D((x.shape[1], 1))(x)
     x = layers.Flatten()(x)

@@ -41,8 +41,8 @@ CALIBRATION_WINDOWS = 200
 
 @dataclasses.dataclass
 class TrainResult:
-    out: Path | None
-    """The run directory written (None on a non-chief multi-worker process that wrote nothing)."""
+    out: Path
+    """The run directory written (on a non-chief multi-worker process: its copy ``RUN_DIR.worker<i>``)."""
     cfg: SpectrogramConfig
     """DSP config with the fitted normalisation."""
     metrics: dict[str, Any]
@@ -99,7 +99,10 @@ def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: fl
     if min(c for c in per_class if c > 0) >= 3:
         fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
         return fit_idx, val_idx, "by recording"
-    gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
+    if data.hop:  # windows closer than window_samples share samples across the cut
+        gap = max(0, -(-data.windows.shape[1] // data.hop) - 1)
+    else:
+        gap = max(0, int(np.ceil(1.0 / (1.0 - overlap))) - 1)
     fit_parts, val_parts = [], []
     for group in np.unique(data.groups[train_idx]):
         rows = train_idx[data.groups[train_idx] == group]
@@ -124,16 +127,16 @@ def check_out(out: str | Path, force: bool) -> Path:
 
 
 def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str | Path, arch: str = "edge",
-              epochs: int = 30, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
+              epochs: int = 60, batch_size: int = 32, seed: int = 0, label_map: str | None = None,
               test_where: dict[str, Any] | None = None, test_fraction: float = 0.25,
               val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
-              patience: int = 8, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
+              patience: int = 12, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
 
-    ``overlap`` is the window overlap ``data`` was cut with (it sizes the gap of a time-based
-    validation split, see ``validation_split``).
+    ``overlap`` is the window overlap ``data`` was cut with, used only when ``data.hop`` is unknown
+    (it sizes the gap of a time-based validation split, see ``validation_split``).
     """
     from edgecnn.models import build_model, count_params_macs
 

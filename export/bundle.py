@@ -32,6 +32,10 @@ BUNDLE_FORMAT = "edgecnn-bundle"
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"
+#: Golden vectors of the q15 DSP path (firmware_sim.golden_vectors), when the device declares cmsis-q15.
+GOLDEN_Q15_FILE = "golden_q15.npz"
+#: Keys of the optional manifest section ``device`` (the device's ADC and DSP backend).
+DEVICE_KEYS = ("dsp", "adc", "golden_q15")
 INPUT_LAYOUT = "NHWC (freq, time, channel)"
 #: Key under which model files carry the bundle settings as JSON (TFLite metadata buffer name,
 #: ONNX metadata_props key), so a lone model file still says how to feed it.
@@ -190,6 +194,13 @@ class Bundle:
         return dict(self.manifest.get("footprint") or {})
 
     @property
+    def device(self) -> dict | None:
+        """The manifest's ``device`` section (``dsp``, ``adc``, ``golden_q15``), or None: older
+        bundles and bundles exported without a declaration run the float DSP without an ADC."""
+        device = self.manifest.get("device")
+        return dict(device) if device else None
+
+    @property
     def golden_path(self) -> Path | None:
         name = self.manifest.get("golden")
         return self.path / name if name else None
@@ -264,7 +275,36 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
     golden = manifest.get("golden")
     if golden is not None and golden not in files_doc:
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
+    _check_device(manifest.get("device"), files_doc, manifest_path)
     return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
+
+
+def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
+    """The optional ``device`` section: a known DSP backend, a valid ADC, a listed golden file."""
+    if device is None:
+        return
+    where = f"{manifest_path}: device"
+    if not isinstance(device, dict):
+        raise BundleError(f"{where}: expected an object, got {type(device).__name__}")
+    unknown = sorted(set(device) - set(DEVICE_KEYS))
+    if unknown:
+        raise BundleError(f"{where}: unknown keys {unknown}; known keys: {list(DEVICE_KEYS)}")
+    # Lazy: firmware_sim imports this module, and its DSP and ADC modules are TF-free too.
+    from firmware_sim.adc import ADC
+    from firmware_sim.dsp_backends import BACKENDS
+
+    dsp = device.get("dsp")
+    if dsp is not None and dsp not in BACKENDS:
+        raise BundleError(f"{where}: dsp {dsp!r} is not a known backend ({', '.join(BACKENDS)}); "
+                          "upgrade edgecnn or re-export")
+    if device.get("adc") is not None:
+        try:
+            ADC.from_dict(device["adc"])
+        except ConfigError as exc:
+            raise BundleError(f"{where}: adc: {exc}") from None
+    golden = device.get("golden_q15")
+    if golden is not None and golden not in files_doc:
+        raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
 
 
 def _verify_file(root: Path, name: str, size: int, digest: str, verify_hash: bool) -> None:

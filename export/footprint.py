@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.errors import BundleError
+from edgecnn.errors import BundleError, ConfigError
 
 #: Bytes of one float32 sample or feature.
 F32 = 4
@@ -166,25 +166,53 @@ def tflm_arena(model_path: str | Path) -> dict[str, int]:
     return found
 
 
-def device_buffers(cfg: SpectrogramConfig, *, block_samples: int = DEFAULT_BLOCK_SAMPLES) -> dict[str, Any]:
-    """Bytes of the device's working memory outside the tensor arena, from the DSP config (float32).
+def device_buffers(cfg: SpectrogramConfig, *, block_samples: int = DEFAULT_BLOCK_SAMPLES,
+                   dsp: str | None = None) -> dict[str, Any]:
+    """Bytes of the device's working memory outside the tensor arena, from the DSP config.
 
     - ring buffer: one frame of history plus one incoming block, so a frame can always be
-      assembled while the next block lands: ``nperseg + block_samples`` samples;
-    - STFT scratch: the windowed frame, the packed real-FFT output (``nperseg`` floats, as
-      ``arm_rfft_fast_f32``), the magnitude column, the window coefficients and the
-      normalisation constants;
+      assembled while the next block lands: ``nperseg + block_samples`` samples (float32; int16
+      ADC counts when ``dsp`` is ``cmsis-q15``);
+    - STFT scratch: without ``dsp`` (a float32 port), the windowed frame, the packed real-FFT
+      output (``nperseg`` floats, as ``arm_rfft_fast_f32``), the magnitude column, the window
+      coefficients and the normalisation constants; with ``dsp`` (``cmsis-f32``/``cmsis-q15``),
+      that backend's per-frame buffers (``firmware_sim.dsp_backends.working_memory_bytes``) plus
+      the normalisation constants, and its constant tables (window, FFT) under
+      ``dsp_tables_flash_bytes``;
     - rolling image: ``n_freq x n_frames`` float features, quantised into the arena's int8
       input tensor at each decision.
+
+    ``dsp_working_memory`` always lists every backend's buffers and tables (bytes), so a bundle
+    shows what each choice costs.
     """
-    ring = (cfg.nperseg + block_samples) * F32
-    stft = (cfg.nperseg + cfg.nperseg + cfg.n_freq + cfg.nperseg
-            + len(cfg.norm_mean) + len(cfg.norm_std)) * F32
+    from firmware_sim.dsp_backends import BACKENDS, working_memory_bytes  # TF-free; no import cycle
+
+    norm = (len(cfg.norm_mean) + len(cfg.norm_std)) * F32
+    per_backend = {}
+    for name in BACKENDS:
+        try:
+            per_backend[name] = working_memory_bytes(name, cfg)
+        except ConfigError:
+            continue  # e.g. a frame length CMSIS-DSP has no tables for
+    sample_bytes = 2 if dsp == "cmsis-q15" else F32
+    ring = (cfg.nperseg + block_samples) * sample_bytes
+    if dsp is None or dsp == "numpy":
+        stft = (cfg.nperseg + cfg.nperseg + cfg.n_freq + cfg.nperseg) * F32 + norm
+        tables = None
+    else:
+        memory = working_memory_bytes(dsp, cfg)
+        stft = memory["ram_total"] + norm
+        tables = memory["flash_total"]
     image = cfg.n_freq * cfg.n_frames * F32
-    return {
+    out: dict[str, Any] = {
         "block_samples": block_samples,
+        "dsp_backend": dsp,
         "ring_buffer_bytes": ring,
         "stft_scratch_bytes": stft,
         "rolling_image_bytes": image,
         "total_bytes": ring + stft + image,
+        "dsp_working_memory": per_backend,
     }
+    if tables is not None:
+        out["dsp_tables_flash_bytes"] = tables
+    return out

@@ -5,6 +5,11 @@ convert every requested model into a temporary folder next to the destination, m
 footprint, compute golden vectors, write ``manifest.json`` last, then rename the folder into place.
 Any exception on the way removes the temporary folder; an existing bundle stays untouched.
 
+With ``dsp``/``adc`` the manifest declares the device's DSP backend and converter (section
+``device``; the device side then uses them by default), the footprint counts that backend's
+buffers and tables, and for ``cmsis-q15`` the q15 golden vectors (``golden_q15.npz``, every
+integer stage of one frame per golden window) are added and listed with their sha256.
+
 Training side: TensorFlow, tf2onnx and onnx are imported inside ``export_bundle`` only.
 """
 
@@ -31,6 +36,7 @@ from export import carray, footprint, golden
 from export.bundle import (
     BUNDLE_FORMAT,
     GOLDEN_FILE,
+    GOLDEN_Q15_FILE,
     INPUT_LAYOUT,
     MANIFEST_FILE,
     MODEL_METADATA_KEY,
@@ -106,15 +112,19 @@ def stratified_sample(labels: np.ndarray, n: int, *, seed: int = CALIBRATION_SEE
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats: str | Iterable[str] | None = None,
                   calibration: int = 200, force: bool = False,
-                  progress: Callable[[str], None] | None = None, quiet: bool = False) -> Path:
+                  progress: Callable[[str], None] | None = None, quiet: bool = False,
+                  dsp: str | None = None, adc: Any = None) -> Path:
     """Write the bundle of a run directory to ``out_dir`` and return its path.
 
     ``formats``: keys of ``ALL_FORMATS`` (default ``DEFAULT_FORMATS``; ``tflite_int8`` always).
     ``calibration``: how many training windows (stratified) calibrate the int8 models.
     ``progress(message)`` is told each stage. ``quiet`` swallows the converters' native logging.
+    ``dsp`` (a ``firmware_sim.dsp_backends`` name) and ``adc`` (an ``ADC`` or its ``to_dict()``)
+    declare the device; without either the manifest has no ``device`` section.
     """
     run = read_run(run_dir)
     wanted = parse_formats(formats)
+    device = device_section(dsp, adc, run.cfg)
     if isinstance(calibration, bool) or not isinstance(calibration, (int, np.integer)) or calibration < 1:
         raise ConfigError(f"calibration={calibration!r} must be a positive number of windows")
     out_dir = check_output_dir(out_dir, force=force)  # fail before the slow imports
@@ -126,7 +136,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats: str | It
         raise InputError(f"{run.path}: calibration.npz holds no windows")
     say = progress or (lambda message: None)
     with atomic_directory(out_dir, force=force) as tmp:
-        _write_bundle(tmp, run, wanted, windows, labels, int(calibration), say, quiet)
+        _write_bundle(tmp, run, wanted, windows, labels, int(calibration), say, quiet, device)
     say(f"bundle written to {out_dir}")
     return out_dir
 
@@ -184,8 +194,34 @@ class _Build:
         return self.models[MODEL_FILES[REQUIRED_FORMAT][0]]
 
 
+def device_section(dsp: str | None, adc: Any, cfg) -> dict[str, Any] | None:
+    """The manifest's ``device`` section, validated: None when nothing is declared.
+
+    ``cmsis-q15`` works on ADC counts, so it always declares one (the default +/-16 g, 16-bit
+    converter unless ``adc`` says otherwise).
+    """
+    from firmware_sim.adc import ADC
+    from firmware_sim.dsp_backends import BACKENDS, working_memory_bytes
+
+    if dsp is None and adc is None:
+        return None
+    if dsp is not None and dsp not in BACKENDS:
+        raise ConfigError(f"unknown DSP backend {dsp!r}; known backends: {', '.join(BACKENDS)}")
+    if dsp is not None:
+        working_memory_bytes(dsp, cfg)  # refuses a frame length the backend has no tables for
+    if adc is None and dsp == "cmsis-q15":
+        adc = ADC()
+    if adc is not None and not isinstance(adc, ADC):
+        adc = ADC.from_dict(adc)
+    out: dict[str, Any] = {"dsp": dsp or "numpy", "adc": adc.to_dict() if adc is not None else None}
+    if dsp == "cmsis-q15":
+        out["golden_q15"] = GOLDEN_Q15_FILE
+    return out
+
+
 def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.ndarray,
-                  labels: np.ndarray, calibration: int, say: Callable[[str], None], quiet: bool) -> None:
+                  labels: np.ndarray, calibration: int, say: Callable[[str], None], quiet: bool,
+                  device: dict[str, Any] | None = None) -> None:
     say(f"loading {run.model_path}")
     with _converter_chatter(quiet):
         import keras
@@ -204,7 +240,9 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
     _write_onnx(build, wanted)
     c_array_doc = _write_c_array(build) if C_ARRAY in wanted else None
     _write_golden(build, windows, labels)
-    manifest = _manifest(build, c_array_doc, calibration={
+    if device and device.get("golden_q15"):
+        _write_golden_q15(build, windows, labels, device)
+    manifest = _manifest(build, c_array_doc, device, calibration={
         "windows": int(len(sample)), "available": int(len(labels)),
         "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
@@ -267,7 +305,20 @@ def _write_golden(build: _Build, windows: np.ndarray, labels: np.ndarray) -> Non
     build.add_file(GOLDEN_FILE, "golden")
 
 
-def _manifest(build: _Build, c_array_doc: dict[str, Any] | None,
+def _write_golden_q15(build: _Build, windows: np.ndarray, labels: np.ndarray, device: dict[str, Any]) -> None:
+    from firmware_sim.adc import ADC
+    from firmware_sim.golden_vectors import golden_vectors, write_golden_vectors
+
+    build.say("computing q15 golden vectors")
+    chosen = golden.select_golden(labels)
+    spec = build.int8.input
+    vectors = golden_vectors(windows[chosen], build.run.cfg, ADC.from_dict(device["adc"]), frame=0,
+                             input_quantization=(spec.scale, spec.zero_point))
+    write_golden_vectors(build.tmp / device["golden_q15"], vectors)
+    build.add_file(device["golden_q15"], "golden_q15")
+
+
+def _manifest(build: _Build, c_array_doc: dict[str, Any] | None, device: dict[str, Any] | None,
               calibration: dict[str, Any]) -> dict[str, Any]:
     cfg, run, int8 = build.run.cfg, build.run, build.int8
     return {
@@ -287,11 +338,12 @@ def _manifest(build: _Build, c_array_doc: dict[str, Any] | None,
             "arena_head_bytes": build.arena.get("head"),
             "arena_tail_bytes": build.arena.get("tail"),
             "arena_note": footprint.ARENA_NOTE,
-            "device_buffers": footprint.device_buffers(cfg),
+            "device_buffers": footprint.device_buffers(cfg, dsp=device["dsp"] if device else None),
         },
         "calibration": calibration,
         "training": _training_summary(run),
         "golden": GOLDEN_FILE,
+        **({"device": device} if device else {}),
         "c_array": c_array_doc,
         "tool_versions": tool_versions(),
     }

@@ -69,6 +69,14 @@ class ADC:
 
     def to_counts(self, x: np.ndarray) -> np.ndarray:
         """Quantise physical values to int16 counts (any shape); clipped samples are counted."""
+        return self.convert(x)[0]
+
+    def convert(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`to_counts`, and also which samples clipped (bool, same shape as ``x``).
+
+        A stream needs the mask, not just the count: a decision whose window holds a clipped
+        sample is marked invalid.
+        """
         values = np.asarray(x, dtype=np.float64)
         finite = np.isfinite(values)
         n_invalid = int(values.size - np.count_nonzero(finite))
@@ -83,7 +91,7 @@ class ADC:
         self.samples += int(values.size)
         self.saturated += int(np.count_nonzero(clipped & finite))
         self.invalid += n_invalid
-        return np.clip(codes, self.code_min, self.code_max).astype(np.int16)
+        return np.clip(codes, self.code_min, self.code_max).astype(np.int16), clipped & finite
 
     def to_units(self, counts: np.ndarray) -> np.ndarray:
         """Counts back to physical units, float32 (what a float firmware pipeline starts from)."""

@@ -356,3 +356,54 @@ def working_memory_bytes(name: str, cfg: SpectrogramConfig) -> dict[str, int]:
     out["ram_total"] = sum(ram.values())
     out["flash_total"] = flash["window_table"] + flash["fft_tables"]
     return out
+
+
+# The device's declaration ---------------------------------------------------------------------
+#: Where a DeviceDSP's backend came from.
+DSP_ORIGINS = ("bundle", "option", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceDSP:
+    """The DSP backend and ADC a device side runs, and where the choice came from.
+
+    ``origin``: ``bundle`` (its manifest's ``device`` section), ``option`` (``--dsp`` overrode
+    the backend) or ``default`` (no declaration: the float definition, no ADC). Every output
+    that depends on the features records ``to_dict()``.
+    """
+
+    name: str
+    adc: ADC | None
+    origin: str
+
+    @classmethod
+    def resolve(cls, device: dict | None, dsp: str | None = None) -> DeviceDSP:
+        """From a manifest's ``device`` section (or None) and an optional ``--dsp`` override.
+
+        The ADC is a property of the sensor, so it stays when ``--dsp`` changes the backend;
+        ``cmsis-q15`` works on counts, so without a declared ADC it gets the default one.
+        """
+        device = device or {}
+        declared = device.get("dsp")
+        name = dsp or declared or "numpy"
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown DSP backend {name!r}; known backends: {', '.join(BACKENDS)}")
+        adc = ADC.from_dict(device["adc"]) if device.get("adc") else None
+        if adc is None and name == Q15Backend.name:
+            adc = ADC()
+        origin = "option" if dsp else ("bundle" if declared else "default")
+        return cls(name=name, adc=adc, origin=origin)
+
+    def backend(self) -> MagnitudeFn:
+        """A fresh backend with this ADC in front (each stream or report needs its own counters)."""
+        adc = ADC.from_dict(self.adc.to_dict()) if self.adc is not None else None
+        return get_backend(self.name, adc=adc)
+
+    def to_dict(self) -> dict:
+        return {"backend": self.name, "adc": self.adc.to_dict() if self.adc is not None else None,
+                "from": self.origin}
+
+    def describe(self) -> str:
+        adc = (f", ADC +/-{self.adc.full_scale:g} {self.adc.units} {self.adc.bits}-bit"
+               if self.adc is not None else ", no ADC model")
+        return f"DSP {self.name} ({self.origin}){adc}"

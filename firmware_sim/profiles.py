@@ -103,18 +103,41 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
 
 
 def runtime_buffer_bytes(cfg: SpectrogramConfig, *, block: int, input_itemsize: int = 1,
-                         n_classes: int = 2, smooth: int = 6) -> dict[str, int]:
+                         n_classes: int = 2, smooth: int = 6, dsp: str | None = None) -> dict[str, int]:
     """RAM the streaming runtime needs besides the tensor arena, as a C port of this design lays
-    it out: two DMA half-buffers of int16, the sample history of one frame plus a block (float32),
-    the FFT scratch (float32, complex), the rolling image stored in the model input's type
-    (columns quantised on arrival) and the smoothing history."""
+    it out: two DMA half-buffers of int16, the sample history of one frame plus a block (float32;
+    int16 counts for ``cmsis-q15``), the DSP's per-frame buffers, the rolling image stored in the
+    model input's type (columns quantised on arrival) and the smoothing history.
+
+    Without ``dsp`` the FFT scratch is a float32 complex frame; with ``cmsis-f32``/``cmsis-q15``
+    it is that backend's working buffers (``dsp_backends.working_memory_bytes``: frame, FFT
+    output, magnitude, instance). ``numpy`` is the host's float64 reference and counts as the
+    float32 port. The backend's constant tables go to flash: :func:`dsp_flash_bytes`.
+    """
+    if dsp in (None, "numpy"):
+        history, scratch = (cfg.nperseg + block) * 4, {"fft_scratch": 2 * cfg.nperseg * 4}
+    else:
+        from firmware_sim.dsp_backends import working_memory_bytes
+
+        history = (cfg.nperseg + block) * (2 if dsp == "cmsis-q15" else 4)
+        scratch = {f"dsp_{dsp}_working": working_memory_bytes(dsp, cfg)["ram_total"]}
     return {
         "dma_buffers": 2 * block * 2,
-        "sample_history": (cfg.nperseg + block) * 4,
-        "fft_scratch": 2 * cfg.nperseg * 4,
+        "sample_history": history,
+        **scratch,
         "rolling_image": cfg.n_freq * cfg.n_frames * input_itemsize,
         "smoothing": smooth * n_classes * 4,
     }
+
+
+def dsp_flash_bytes(cfg: SpectrogramConfig, dsp: str | None) -> dict[str, int]:
+    """Flash of a DSP backend's constant tables (window, FFT twiddles): ``{}`` for the float port."""
+    if dsp in (None, "numpy"):
+        return {}
+    from firmware_sim.dsp_backends import working_memory_bytes
+
+    memory = working_memory_bytes(dsp, cfg)
+    return {f"dsp_{dsp}_window_table": memory["window_table"], f"dsp_{dsp}_fft_tables": memory["fft_tables"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +145,15 @@ class FitReport:
     """The figures of a fit check; ``fits`` is the verdict."""
 
     profile: DeviceProfile
-    flash_needed: int
+    model_bytes: int
     arena_bytes: int
     buffers: dict[str, int]
+    tables: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Constant tables in flash besides the model (the DSP backend's window and FFT tables)."""
+
+    @property
+    def flash_needed(self) -> int:
+        return self.model_bytes + sum(self.tables.values())
 
     @property
     def ram_needed(self) -> int:
@@ -137,20 +166,22 @@ class FitReport:
     def describe(self) -> str:
         p = self.profile
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"{p.name}: {verdict}: flash {self.flash_needed:,} of {p.flash_bytes:,} bytes; RAM "
+        tables = f" (model {self.model_bytes:,} + DSP tables {sum(self.tables.values()):,})" if self.tables else ""
+        return (f"{p.name}: {verdict}: flash {self.flash_needed:,}{tables} of {p.flash_bytes:,} bytes; RAM "
                 f"{self.ram_needed:,} of {p.ram_bytes:,} bytes (arena {self.arena_bytes:,} + runtime "
                 f"buffers {sum(self.buffers.values()):,})")
 
     def to_json(self) -> dict:
         return {"profile": dataclasses.asdict(self.profile), "fits": self.fits,
                 "flash_needed": self.flash_needed, "ram_needed": self.ram_needed,
-                "arena_bytes": self.arena_bytes, "buffers": dict(self.buffers)}
+                "arena_bytes": self.arena_bytes, "buffers": dict(self.buffers), "model_bytes": self.model_bytes,
+                "flash_tables": dict(self.tables)}
 
 
 def check_fit(profile: DeviceProfile, *, flash_bytes: int, arena_bytes: int,
-              buffers: dict[str, int]) -> FitReport:
-    """Compare a bundle's flash and arena plus the runtime buffers with a part."""
-    return FitReport(profile, int(flash_bytes), int(arena_bytes), dict(buffers))
+              buffers: dict[str, int], tables: dict[str, int] | None = None) -> FitReport:
+    """Compare a bundle's flash (model plus DSP ``tables``) and arena plus the runtime buffers with a part."""
+    return FitReport(profile, int(flash_bytes), int(arena_bytes), dict(buffers), dict(tables or {}))
 
 
 def estimate_latency(profile: DeviceProfile, cfg: SpectrogramConfig, *, macs: int,

@@ -6,11 +6,14 @@ STFT up to each decision point (so a decision sees exactly the image of its wind
 block size), classifies, smooths, raises events, and times the block against its period.
 
 Faults never crash the loop. Non-finite samples are counted and replaced by 0; samples at the
-ADC's full scale are counted as saturated; a repeated (or late) block is counted and skipped; a
-sequence gap is counted and its missing samples are filled with zeros (a gap longer than one
-window restarts the STFT at the new position instead). Every decision whose window touched a
-faulty or filled sample is marked invalid and raises no event; valid decisions return as soon as a
-window lies entirely after the fault.
+source's full scale are counted as saturated; with an ``adc`` (the device's converter, e.g. from
+the bundle's ``device`` section) every sample is quantised to int16 counts on arrival, the STFT's
+ring holds counts (the DSP backend gets them, as on the device) and samples the converter clipped
+count as saturated (kept at the rail, not zeroed: that is what the device's buffer holds); a
+repeated (or late) block is counted and skipped; a sequence gap is counted and its missing samples
+are filled with zeros (a gap longer than one window restarts the STFT at the new position instead).
+Every decision whose window touched a faulty or filled sample is marked invalid and raises no
+event; valid decisions return as soon as a window lies entirely after the fault.
 
 Device side: no TensorFlow. The interpreter is anything with ``run(image) -> probabilities``.
 Processing time is measured with ``clock`` (``time.perf_counter`` unless a test passes one in);
@@ -28,6 +31,7 @@ import numpy as np
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import frame_magnitudes
+from firmware_sim.adc import ADC
 from firmware_sim.decisions import Decider, Decision, DecisionPolicy, Event
 from firmware_sim.sources import Block
 from firmware_sim.streaming_stft import MagnitudeFn, StreamingSTFT
@@ -63,7 +67,7 @@ class StreamRuntime:
     def __init__(self, cfg: SpectrogramConfig, classes: list[str], interpreter, *,
                  policy: DecisionPolicy | None = None, magnitude_fn: MagnitudeFn = frame_magnitudes,
                  full_scale: float | None = None, on_event: Callable[[Event], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, adc: ADC | None = None) -> None:
         # Configuration
         self.cfg = cfg
         self.classes = list(classes)
@@ -72,14 +76,18 @@ class StreamRuntime:
         self.full_scale = full_scale
         self.on_event = on_event
         self.clock = clock
+        self.adc = adc
         # Working variables
-        self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn)
+        self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn,
+                                  sample_dtype=np.int16 if adc is not None else np.float32)
         self._hop, self._nperseg = cfg.hop, cfg.nperseg  # read once per block: plain attributes
         self.decider = Decider(self.classes, cfg.fs, self.policy)
         self.timing = StreamTiming(cfg.fs)
         self.reset()
 
     def reset(self) -> None:
+        if self.adc is not None:
+            self.adc.reset()
         self.stft.reset()
         self.decider.reset()
         self.timing.reset()
@@ -118,6 +126,8 @@ class StreamRuntime:
         bad = self._fault_mask(samples)
         if bad is not None:
             samples = np.where(bad, np.float32(0.0), samples)
+        if self.adc is not None:
+            samples, bad = self._convert(samples, bad)
         self._feed(samples, bad, block.t_sample_index + samples.size, start, decisions)
         self._next_seq = block.seq + 1
         self._next_t = block.t_sample_index + samples.size
@@ -192,6 +202,18 @@ class StreamRuntime:
         self.faults.saturated_samples += n_saturated
         self.faults.faulty_blocks += 1
         return bad
+
+    def _convert(self, samples: np.ndarray, bad: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The device's converter: int16 counts, clipped samples counted and marked as faulty."""
+        counts, clipped = self.adc.convert(samples)
+        n_clipped = int(np.count_nonzero(clipped))
+        if not n_clipped:
+            return counts, bad
+        self.faults.saturated_samples += n_clipped
+        if bad is None:
+            self.faults.faulty_blocks += 1
+            return counts, clipped
+        return counts, bad | clipped
 
     # Feeding and deciding ----------------------------------------------------------------------
     def _feed(self, samples: np.ndarray, bad: np.ndarray | None, block_end: int, start: float,

@@ -117,7 +117,7 @@ def test_gate_logic():
     assert failures == [
         "onnx_int8/onnxruntime: accuracy 0.9300 is 0.0200 below keras_float32 (0.9500); allowed drop 0.0100",
         "onnx_int8/onnxruntime: agrees with keras_float32 on 0.9700 of windows; required 0.9800"]
-    stream = {"streams": [{"description": "s", "decision_agreement": 0.9}]}
+    stream = {"streams": [{"description": "s", "decision_agreement": 0.5, "state_agreement": 0.9}]}
     assert parity.gate(model, stream, max_drop=0.05, min_agreement=0.95)[-1].startswith("stream (s)")
 
 

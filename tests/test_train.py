@@ -152,6 +152,10 @@ def test_validation_split_falls_back_to_time_when_classes_have_few_recordings():
     for g in range(4):
         fit_g, val_g = fit_idx[groups[fit_idx] == g], val_idx[groups[val_idx] == g]
         assert len(val_g) == 4 and val_g.min() - fit_g.max() == 2  # one shared-sample window dropped
+    # the WindowSet's own hop wins: 8-sample windows every 2 samples share samples with 3 neighbours
+    ws.hop = 2
+    fit_idx, val_idx, _ = validation_split(ws, train_idx, val_fraction=0.2, seed=0)
+    assert val_idx[groups[val_idx] == 0].min() - fit_idx[groups[fit_idx] == 0].max() == 4
     # with enough recordings per class the split stays by recording
     ws3 = WindowSet(windows=np.zeros((60, 8), np.float32), labels=np.repeat([0, 0, 0, 1, 1, 1], 10),
                     groups=np.repeat(np.arange(6), 10), classes=["A", "B"],

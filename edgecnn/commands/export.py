@@ -22,6 +22,15 @@ def register(subparsers) -> None:
                              f"(default: {','.join(DEFAULT_FORMATS)}; tflite_int8 is always written)")
     parser.add_argument("--calibration", type=int, default=200, metavar="N",
                         help="training windows (stratified) that calibrate the int8 models (default 200)")
+    parser.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default=None,
+                        help="declare the device's DSP backend in the manifest (the device side uses it by "
+                             "default; cmsis-q15 adds q15 golden vectors)")
+    parser.add_argument("--adc-full-scale", type=float, default=None, metavar="UNITS",
+                        help="declare the device's ADC: full scale in physical units, e.g. 16 for +/-16 g "
+                             "(default with --dsp cmsis-q15: 16)")
+    parser.add_argument("--adc-bits", type=int, default=16, help="ADC resolution in bits (default 16)")
+    parser.add_argument("--adc-units", default="g", help="ADC physical units (default g)")
+    parser.add_argument("--adc-noise-lsb", type=float, default=0.0, help="ADC input noise, RMS counts (default 0)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(func=run)
@@ -34,12 +43,23 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"export: {message}", file=sys.stderr, flush=True)
 
+    adc = None
+    if args.adc_full_scale is not None or args.dsp == "cmsis-q15":
+        from firmware_sim.adc import ADC
+
+        adc = ADC(full_scale=16.0 if args.adc_full_scale is None else args.adc_full_scale, bits=args.adc_bits,
+                  units=args.adc_units, noise_lsb=args.adc_noise_lsb)
     out = export_bundle(args.run_dir, args.out, formats=args.formats, calibration=args.calibration,
-                        force=args.force, progress=None if args.quiet else say, quiet=args.quiet)
+                        force=args.force, progress=None if args.quiet else say, quiet=args.quiet,
+                        dsp=args.dsp, adc=adc)
     bundle = load_bundle(out)  # read back: what was written verifies
     if not args.quiet:
         for entry in bundle.models.values():
             print(f"{entry.file:24s} {entry.bytes:>10,d} bytes")
         print(f"tensor arena (tflite-micro): {bundle.footprint['arena_bytes_tflm']:,d} bytes")
+        if bundle.device:
+            from firmware_sim.dsp_backends import DeviceDSP
+
+            print(f"device: {DeviceDSP.resolve(bundle.device).describe()}")
         print(f"bundle: {out}")
     return 0

@@ -48,6 +48,7 @@ def summary(bundle) -> dict[str, Any]:
                     "input": e.input.to_dict(), "output": e.output.to_dict(),
                     "parameters": e.parameters, "macs": e.macs, "arena_bytes": e.arena_bytes,
                     "sha256": e.sha256} for e in bundle.models.values()],
+        "device": bundle.device,
         "footprint": bundle.footprint,
         "ram_total_bytes": _ram_total(bundle.footprint),
         "training": manifest.get("training"),
@@ -105,8 +106,16 @@ def render(info: dict[str, Any]) -> str:
         f"  STFT scratch            {_num(buffers.get('stft_scratch_bytes')):>10s} bytes",
         f"  rolling image           {_num(buffers.get('rolling_image_bytes')):>10s} bytes",
         f"  RAM total (arena + DSP) {_num(info['ram_total_bytes']):>10s} bytes",
+        *([f"  DSP tables (flash)      {_num(buffers['dsp_tables_flash_bytes']):>10s} bytes "
+           f"({buffers.get('dsp_backend')})"] if buffers.get("dsp_tables_flash_bytes") is not None else []),
         f"  note: {fp.get('arena_note', '')}",
     ]
+    device = info.get("device")
+    adc = (device or {}).get("adc")
+    lines.append("device   " + (f"DSP {device.get('dsp')}, " + (
+        f"ADC +/-{adc['full_scale']:g} {adc['units']} {adc['bits']}-bit (noise {adc['noise_lsb']:g} LSB)"
+        if adc else "no ADC model") + (f", q15 golden vectors {device['golden_q15']}" if device.get("golden_q15")
+                                        else "") if device else "not declared (numpy float DSP, no ADC)"))
     training = info.get("training") or {}
     if training:
         keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))

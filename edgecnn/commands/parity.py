@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
     p.add_argument("--label-map", default=None,
                    help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
+    p.add_argument("--overlap", type=float, default=None,
+                   help="window overlap in [0, 1) (default: the one the model was trained with)")
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="largest accuracy drop of an int8 variant below float (default 0.01)")
     p.add_argument("--min-agreement", type=float, default=0.98,
@@ -54,7 +56,7 @@ def run(args) -> int:
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     bundle = load_bundle(args.bundle)
     run_dir = _find_run(args, bundle)
-    data = parity.select_data(bundle, args.data, label_map=args.label_map,
+    data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
                               progress=Progress("features", quiet=args.quiet))
     keras_model = None if (args.no_keras or run_dir is None) else read_run(run_dir).model_path
     model = parity.model_level(bundle, data, keras_model=keras_model, quiet=args.quiet, runtimes=runtimes)
@@ -81,7 +83,10 @@ def run(args) -> int:
         layers = quant_debug.layer_errors(info.model_path, dsp.features(windows, info.cfg), data.images[:64])
 
     failures = parity.gate(model, stream, max_drop=args.max_drop, min_agreement=args.min_agreement)
+    # Parity compares model formats on the float definition's features (numpy DSP, no ADC) in windows and
+    # streams alike; the declared device DSP is what `edgecnn fidelity` evaluates.
     result = {"bundle": str(Path(args.bundle).resolve()), "data": str(args.data), "classes": bundle.classes,
+              "dsp": "numpy", "declared_device": bundle.device,
               "max_drop": args.max_drop, "min_agreement": args.min_agreement, "model_level": model,
               "stream_level": stream, "debug_layers": layers, "gate": {"passed": not failures,
                                                                         "failures": failures}}

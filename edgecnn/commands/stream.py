@@ -33,8 +33,9 @@ def register(subparsers) -> None:
                    help="interpreter (default litert)")
     p.add_argument("--model-dtype", choices=("int8", "float32"), default="int8",
                    help="which model of the bundle to run (default int8)")
-    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default="numpy",
-                   help="per-frame DSP backend (firmware_sim.dsp_backends; default numpy)")
+    p.add_argument("--dsp", choices=("numpy", "cmsis-f32", "cmsis-q15"), default=None,
+                   help="per-frame DSP backend (firmware_sim.dsp_backends; default: the bundle's declared "
+                        "device DSP and ADC, else numpy without an ADC)")
     p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
     p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
     p.add_argument("--smooth", type=int, default=6, help="probability vectors averaged (default 6)")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
-    from firmware_sim.dsp_backends import get_backend
+    from firmware_sim.dsp_backends import DeviceDSP
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
     from firmware_sim.report import EventLog, Trace, format_summary, plot_stream, write_json
     from firmware_sim.runtime import StreamRuntime
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     if args.block < 1:
         raise ConfigError(f"--block {args.block} must be >= 1 sample")
     entry = bundle.model(format=RUNTIME_FORMATS[args.runtime], dtype=args.model_dtype)
+    device = DeviceDSP.resolve(bundle.device, args.dsp)
+    if not args.quiet:
+        print(device.describe(), file=sys.stderr)
 
     fit = None
     if args.profile:
@@ -85,16 +89,18 @@ def run(args: argparse.Namespace) -> int:
         arena = entry.arena_bytes or bundle.footprint.get("arena_bytes_tflm") or 0
         itemsize = 1 if entry.input.dtype in ("int8", "uint8") else 4
         buffers = profiles.runtime_buffer_bytes(cfg, block=args.block, input_itemsize=itemsize,
-                                                n_classes=len(classes), smooth=policy.smooth)
-        fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers)
+                                                n_classes=len(classes), smooth=policy.smooth, dsp=device.name)
+        fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers,
+                                 tables=profiles.dsp_flash_bytes(cfg, device.name))
         print(f"profile {fit.describe()}", file=sys.stderr)
         if not fit.fits:
             if args.json:
-                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "fit": fit.to_json()})
+                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "dsp": device.name,
+                                       "device": device.to_dict(), "fit": fit.to_json()})
             return 1
 
     if args.sensors != 1:
-        return _run_multi(args, bundle, policy, entry, fit)
+        return _run_multi(args, bundle, policy, entry, fit, device)
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
                          raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
@@ -108,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
             log(event)
         status.event(event)
 
-    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=get_backend(args.dsp),
-                            full_scale=getattr(source, "full_scale", None), on_event=on_event)
+    backend = device.backend()
+    runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=backend,
+                            full_scale=getattr(source, "full_scale", None), on_event=on_event,
+                            adc=getattr(backend, "adc", None))
 
     def on_decision(decision):
         if trace is not None:
@@ -132,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
         status.close()
-    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": args.dsp,
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": device.name,
+              "device": device.to_dict(),
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(),
@@ -143,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     if fit is not None:
         result["fit"] = fit.to_json()
     print(format_summary(result))
+    print(device.describe())
     print(f"peak resident memory: {result['peak_rss_mb']} MiB")
     if args.json:
         write_json(args.json, result)
@@ -175,7 +185,7 @@ def _time_first_block(blocks, stamp: list[float]):
             stamp.append(time.time())
 
 
-def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
+def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> int:
     """``--sensors N``: N synchronised sensors through one interpreter, batched."""
     import json
 
@@ -193,6 +203,10 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit) -> int:
     if args.source == "-" or args.realtime or args.plot:
         raise ConfigError("--sensors N replays a synthetic source or a recording; it does not take "
                           "stdin (-), --realtime or --plot")
+    if device.name != "numpy" or device.adc is not None:
+        raise ConfigError(f"--sensors N computes the float numpy DSP without an ADC; this run would use "
+                          f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
+                          "that declares no ADC")
     cfg, classes = bundle.cfg, bundle.classes
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
     signal = np.concatenate([b.samples for b in source.blocks()])

@@ -19,7 +19,9 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="recordings: pickle, npz folder, WAV, CSV or .mat")
     p.add_argument("--label-map", default=None, help="recording label -> class, e.g. 'normal=A,*=B'")
     p.add_argument("--arch", choices=("seed", "edge"), default="edge", help="model (default edge)")
-    p.add_argument("--epochs", type=int, default=30, help="maximum epochs; early stopping ends sooner (30)")
+    p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping ends sooner (60)")
+    p.add_argument("--patience", type=int, default=12,
+                   help="epochs without a better validation loss before stopping (12)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per step and device (32)")
     p.add_argument("--seed", type=int, default=0, help="seeds splits, weights and shuffling (0)")
     p.add_argument("--transform", choices=("magnitude", "log"), default=None,
@@ -70,7 +72,7 @@ def run(args) -> int:
                        normalisation=args.normalisation, strategy=args.strategy,
                        mixed_precision=args.mixed_precision, quiet=args.quiet, force=args.force,
                        cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data),
-                       overlap=args.overlap)
+                       overlap=args.overlap, patience=args.patience)
     if not args.quiet:
         test = result.metrics["test"]
         print(f"{args.arch}: test accuracy {test['accuracy']:.4f} on {test['n']} windows "
