@@ -36,10 +36,13 @@ class Interpreter:
     def __init__(self) -> None:
         self.entry = None
         self.path: Path | None = None
+        self._qbuf = None
 
     def load(self, path: str | Path, entry) -> Interpreter:
         """Open the model file described by ``entry`` (an ``export.bundle.ModelEntry``)."""
         self.path, self.entry = Path(path), entry
+        self._shape = tuple(1 if d == -1 else d for d in entry.input.shape)  # one image's input shape
+        self._size = int(np.prod(self._shape))
         if RUNTIME_FORMATS[self.name] != entry.format:
             raise ConfigError(f"runtime {self.name} runs {RUNTIME_FORMATS[self.name]} models, "
                               f"not {entry.format} ({entry.file})")
@@ -50,13 +53,70 @@ class Interpreter:
         """One image (n_freq, n_frames, 1) float32 -> class probabilities, float32 (n_classes,)."""
         spec = self.entry.input
         x = np.asarray(features, dtype=np.float32)
-        shape = tuple(1 if d == -1 else d for d in spec.shape)
-        if x.size != int(np.prod(shape)):
+        shape = self._shape
+        if x.size != self._size:
             raise InputError(
                 f"{self.name}: features of shape {x.shape} do not fit the model input {spec.shape}")
-        q = spec.quantize(x.reshape(shape))
+        q = self._quantize(x.reshape(shape))
         y = self._invoke(q)
         return self.entry.output.dequantize(np.asarray(y)).reshape(-1).astype(np.float32)
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        """``entry.input.quantize(x)`` (round half away from zero, saturate), step for step in
+        buffers kept between calls: the device loop quantises one image per decision."""
+        spec = self.entry.input
+        if spec.scale is None:
+            return x
+        if self._qbuf is None or self._qbuf.shape != x.shape:
+            self._qbuf = np.empty(x.shape, dtype=np.float64)
+            self._qtmp = np.empty(x.shape, dtype=np.float64)
+            info = np.iinfo(np.dtype(spec.dtype))
+            self._qrange = (float(info.min), float(info.max))
+        scaled, t = self._qbuf, self._qtmp
+        np.divide(x, spec.scale, out=scaled, dtype=np.float64)  # == x.astype(float64) / scale
+        np.abs(scaled, out=t)
+        t += 0.5
+        np.floor(t, out=t)
+        np.copysign(t, scaled, out=t)  # == sign(scaled) * floor(|scaled| + 0.5)
+        t += spec.zero_point
+        np.clip(t, *self._qrange, out=t)
+        return t.astype(spec.dtype)
+
+    def run_batch(self, features: np.ndarray, *, max_batch: int | None = None) -> np.ndarray:
+        """Many images (B, n_freq, n_frames[, 1]) float32 -> probabilities (B, n_classes) float32.
+
+        Row b equals ``run(features[b])``: the same quantisation, then invokes of up to
+        ``max_batch`` images (all B when None) where the runtime can take a batch
+        (``batch_capable``; a short last chunk is padded so the model is planned once), else
+        one invoke per image."""
+        spec = self.entry.input
+        x = np.asarray(features, dtype=np.float32)
+        per_image = int(np.prod([d for d in spec.shape[1:] if d != -1]))
+        if x.ndim < 1 or x.shape[0] == 0 or x.size != x.shape[0] * per_image:
+            raise InputError(f"{self.name}: a batch of shape {x.shape} does not fit the model input "
+                             f"{spec.shape} (B images of {per_image} values)")
+        batch = x.shape[0]
+        chunk = batch if max_batch is None else max(1, min(int(max_batch), batch))
+        q = self._quantize(x.reshape((batch, *spec.shape[1:])))
+        if chunk > 1 and self.batch_capable(chunk):
+            pieces = []
+            for first in range(0, batch, chunk):
+                piece = q[first:first + chunk]
+                short = chunk - piece.shape[0]
+                if short:
+                    piece = np.concatenate((piece, np.zeros((short, *piece.shape[1:]), dtype=piece.dtype)))
+                pieces.append(np.asarray(self._invoke_batch(piece)).reshape(chunk, -1)[:chunk - short])
+            y = np.concatenate(pieces)
+        else:
+            y = np.concatenate([np.asarray(self._invoke(q[b:b + 1])).reshape(1, -1) for b in range(batch)])
+        return self.entry.output.dequantize(y).reshape(batch, -1).astype(np.float32)
+
+    def batch_capable(self, batch: int) -> bool:
+        """True when one invoke can take ``batch`` images (overridden per runtime)."""
+        return batch == 1
+
+    def _invoke_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._invoke(x)
 
     def close(self) -> None:
         """Release the runtime (the interpreter cannot run afterwards)."""
@@ -100,7 +160,39 @@ class TFLiteInterpreter(Interpreter):
         self._in = self._interp.get_input_details()[0]["index"]
         self._out = self._interp.get_output_details()[0]["index"]
 
+        self._batch = 1
+        self._refused: set[int] = set()
+
     def _invoke(self, x: np.ndarray) -> np.ndarray:
+        if self._batch != 1:
+            self._resize(1)
+        self._interp.set_tensor(self._in, x)
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out)
+
+    def batch_capable(self, batch: int) -> bool:
+        """The bundle's TFLite models have a fixed batch of 1, but the interpreter can resize the
+        input to (batch, ...) and re-plan; XNNPACK refuses that for some models (the seed int8
+        model), which is remembered, and those batches run image by image."""
+        if batch == self._batch:
+            return True
+        if batch in self._refused:
+            return False
+        try:
+            self._resize(batch)
+        except (RuntimeError, ValueError):
+            self._refused.add(batch)
+            self._resize(1)
+            return False
+        return True
+
+    def _resize(self, batch: int) -> None:
+        shape = [batch, *self._interp.get_input_details()[0]["shape"][1:]]
+        self._interp.resize_tensor_input(self._in, shape, strict=False)
+        self._interp.allocate_tensors()
+        self._batch = batch
+
+    def _invoke_batch(self, x: np.ndarray) -> np.ndarray:
         self._interp.set_tensor(self._in, x)
         self._interp.invoke()
         return self._interp.get_tensor(self._out)
@@ -166,6 +258,13 @@ class OnnxInterpreter(Interpreter):
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: x})[0]
+
+    def batch_capable(self, batch: int) -> bool:
+        # The bundle's ONNX models have a symbolic batch dimension.
+        return True
+
+    def _invoke_batch(self, x: np.ndarray) -> np.ndarray:
+        return self._invoke(x)
 
     def close(self) -> None:
         self._session = None

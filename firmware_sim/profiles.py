@@ -34,6 +34,10 @@ class DeviceProfile:
     clock_hz: float
     """CPU clock (for information and load scaling)."""
     description: str = ""
+    cycles_per_mac: float | None = None
+    """Assumed cycles per int8 multiply-accumulate of the model (for :func:`estimate_latency`)."""
+    dsp_cycles_per_frame: float | None = None
+    """Assumed cycles for one STFT frame (mean, window, 256-point real FFT, magnitude, log)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -45,16 +49,32 @@ class DeviceProfile:
         clock = self.clock_hz
         if not isinstance(clock, (int, float)) or isinstance(clock, bool) or not clock > 0:
             raise ConfigError(f"device profile {self.name!r}: clock_hz={clock!r} must be a number > 0")
+        for key in ("cycles_per_mac", "dsp_cycles_per_frame"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or not value > 0):
+                raise ConfigError(f"device profile {self.name!r}: {key}={value!r} must be a number > 0 "
+                                  "or absent")
 
 
+# Latency assumptions of the built-ins (estimates, not measurements; see estimate_latency):
+# - Cortex-M4F with CMSIS-NN int8 kernels: the SIMD dual 16-bit MAC (SMLAD) peaks at 2 MACs per
+#   cycle; with im2col, requantisation and the convolutions' edges about 1 MAC per 2 cycles is
+#   the sustained rate of small CNNs. One frame: arm_mean, arm_offset, arm_mult (256 samples),
+#   arm_rfft_fast_f32 (256), arm_cmplx_mag (129 square roots), a log10 per bin: ~15 k cycles.
+# - Cortex-M7 (dual issue, same instructions): ~1 cycle per MAC, ~8 k cycles per frame.
+# - Raspberry Pi 4 (Cortex-A72, NEON, XNNPACK int8): ~0.25 cycles per MAC, ~4 k cycles per frame.
 BUILTIN = {
     p.name: p for p in (
         DeviceProfile(name="cortex-m4", flash_bytes=256 * KB, ram_bytes=64 * KB, clock_hz=80e6,
-                      description="Cortex-M4F class MCU (e.g. STM32L4): 256 KB flash, 64 KB RAM, 80 MHz"),
+                      description="Cortex-M4F class MCU (e.g. STM32L4): 256 KB flash, 64 KB RAM, 80 MHz",
+                      cycles_per_mac=2.0, dsp_cycles_per_frame=15_000),
         DeviceProfile(name="cortex-m7", flash_bytes=1 * MB, ram_bytes=512 * KB, clock_hz=480e6,
-                      description="Cortex-M7 class MCU (e.g. STM32H7): 1 MB flash, 512 KB RAM, 480 MHz"),
+                      description="Cortex-M7 class MCU (e.g. STM32H7): 1 MB flash, 512 KB RAM, 480 MHz",
+                      cycles_per_mac=1.0, dsp_cycles_per_frame=8_000),
         DeviceProfile(name="raspberry-pi-4", flash_bytes=8 * 1024 * MB, ram_bytes=1024 * MB, clock_hz=1.5e9,
-                      description="Raspberry Pi 4 (smallest 1 GB model, 8 GB SD budget), 1.5 GHz"),
+                      description="Raspberry Pi 4 (smallest 1 GB model, 8 GB SD budget), 1.5 GHz",
+                      cycles_per_mac=0.25, dsp_cycles_per_frame=4_000),
     )
 }
 
@@ -75,7 +95,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     if not isinstance(data, dict):
         raise ConfigError(f"device profile {path}: must be a JSON object, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(DeviceProfile)}
-    required = {"name", "flash_bytes", "ram_bytes", "clock_hz"}
+    required = {"name", "flash_bytes", "ram_bytes", "clock_hz"}  # the latency assumptions are optional
     unknown, missing = sorted(set(data) - known), sorted(required - set(data))
     if unknown or missing:
         raise ConfigError(f"device profile {path}: unknown keys {unknown}, missing keys {missing}")
@@ -165,3 +185,30 @@ def check_fit(profile: DeviceProfile, *, flash_bytes: int, arena_bytes: int,
               buffers: dict[str, int], tables: dict[str, int] | None = None) -> FitReport:
     """Compare a bundle's flash (model plus DSP ``tables``) and arena plus the runtime buffers with a part."""
     return FitReport(profile, int(flash_bytes), int(arena_bytes), dict(buffers), dict(tables or {}))
+
+
+def estimate_latency(profile: DeviceProfile, cfg: SpectrogramConfig, *, macs: int,
+                     every_frames: int = 14) -> dict:
+    """An ESTIMATE of the model's inference time and the device's load on ``profile``: not a
+    measurement. Assumptions: inference = ``macs`` x ``profile.cycles_per_mac`` cycles at
+    ``profile.clock_hz`` (kernels' overheads folded into cycles per MAC; no memory stalls beyond
+    that); features = ``profile.dsp_cycles_per_frame`` per STFT frame, one frame per hop; one
+    decision every ``every_frames`` frames. Returns the figures and the assumptions, or
+    ``{"estimate": None, "reason": ...}`` when the profile carries no latency assumptions."""
+    if profile.cycles_per_mac is None or profile.dsp_cycles_per_frame is None:
+        return {"profile": profile.name, "estimate": None,
+                "reason": "the profile gives no cycles_per_mac / dsp_cycles_per_frame"}
+    inference_s = macs * profile.cycles_per_mac / profile.clock_hz
+    frame_s = profile.dsp_cycles_per_frame / profile.clock_hz
+    decision_period_s = every_frames * cfg.frame_period_s
+    load = (inference_s + every_frames * frame_s) / decision_period_s
+    return {
+        "profile": profile.name, "estimate": True,
+        "inference_ms": round(inference_s * 1e3, 3),
+        "dsp_ms_per_frame": round(frame_s * 1e3, 4),
+        "decision_period_ms": round(decision_period_s * 1e3, 2),
+        "cpu_load": round(load, 5),
+        "assumptions": {"macs": int(macs), "cycles_per_mac": profile.cycles_per_mac,
+                        "dsp_cycles_per_frame": profile.dsp_cycles_per_frame,
+                        "clock_hz": profile.clock_hz, "every_frames": every_frames},
+    }

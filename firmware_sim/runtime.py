@@ -23,6 +23,7 @@ the stream clock is the sample count.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterable
 
@@ -79,6 +80,7 @@ class StreamRuntime:
         # Working variables
         self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn,
                                   sample_dtype=np.int16 if adc is not None else np.float32)
+        self._hop, self._nperseg = cfg.hop, cfg.nperseg  # read once per block: plain attributes
         self.decider = Decider(self.classes, cfg.fs, self.policy)
         self.timing = StreamTiming(cfg.fs)
         self.reset()
@@ -181,6 +183,11 @@ class StreamRuntime:
         self._last_period = n / self.cfg.fs
 
     def _fault_mask(self, samples: np.ndarray) -> np.ndarray | None:
+        # Fast path (one reduction per block): a finite sum means every sample is finite (a NaN
+        # or an Inf makes the sum non-finite; an overflowing sum just takes the full check).
+        if math.isfinite(np.add.reduce(samples)) and (
+                self.full_scale is None or (samples.size and max(samples.max(), -samples.min()) < self.full_scale)):
+            return None
         finite = np.isfinite(samples)
         bad = ~finite
         n_nonfinite = int(bad.sum())
@@ -212,20 +219,21 @@ class StreamRuntime:
     def _feed(self, samples: np.ndarray, bad: np.ndarray | None, block_end: int, start: float,
               decisions: list[Decision]) -> None:
         """Push samples, stopping at each decision point to classify that exact image."""
-        cfg, stft = self.cfg, self.stft
-        pos = 0
-        while pos < samples.size:
+        stft, hop, nperseg = self.stft, self._hop, self._nperseg
+        pos, n = 0, samples.shape[0]
+        while pos < n:
             # The sample after which frame number `_next_decision` exists.
-            due = stft.origin + (self._next_decision - 1) * cfg.hop + cfg.nperseg
-            take = min(samples.size - pos, max(due - stft.samples_seen, 1))
+            due = stft.origin + (self._next_decision - 1) * hop + nperseg
             base = stft.samples_seen
+            take = min(n - pos, max(due - base, 1))
             if bad is not None:
                 hits = np.flatnonzero(bad[pos:pos + take])
                 if hits.size:
                     self._fault_end = max(self._fault_end, base + int(hits[-1]) + 1)
-            stft.push(samples[pos:pos + take])
+            # Frames are computed at the decision, all pending ones in one vectorised step.
+            stft.feed(samples if take == n else samples[pos:pos + take])
             pos += take
-            if stft.frames >= self._next_decision:
+            if base + take >= due:  # frame `_next_decision` exists: stft.frames >= _next_decision
                 decisions.append(self._decide(block_end, start))
                 self._next_decision = stft.frames + self.policy.every_frames
 

@@ -76,3 +76,15 @@ def test_config_is_frozen():
     cfg = SpectrogramConfig()
     with pytest.raises(AttributeError):
         cfg.fs = 1000.0
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.25, 0.5, 0.9])
+@pytest.mark.parametrize("nperseg", [2, 3, 64, 255, 256, 1024])
+def test_tukey_window_without_scipy_equals_scipy_bit_for_bit(alpha, nperseg):
+    # The device side computes the default window without importing scipy.signal (1 s, 70 MB).
+    from scipy.signal import get_window
+
+    from edgecnn.config import _tukey_periodic
+
+    np.testing.assert_array_equal(_tukey_periodic(("tukey", alpha), nperseg),
+                                  get_window(("tukey", alpha), nperseg))

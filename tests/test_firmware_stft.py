@@ -186,3 +186,50 @@ def test_property_streaming_equals_batch_for_any_partition(seed, cuts):
     for start, image in images.items():
         expected = features(signal[None, start:start + 1000], cfg)[0]
         assert _rel_err(image, expected) <= 1e-6  # in practice bit for bit (docs/firmware_sim.md)
+
+
+@pytest.mark.parametrize("sizes", [1, 256, 1000, "random"])
+def test_feed_then_image_equals_push_and_batch(sizes):
+    """feed() defers the frames to the next flush()/image(): the same images as push()."""
+    rng = np.random.default_rng(21)
+    n = CFG_LOG.window_samples + 60 * CFG_LOG.hop + 5
+    signal = (rng.standard_normal(n) * 3.0).astype(np.float32)
+    blocks = _partition(n, sizes, rng)
+    eager, lazy = StreamingSTFT(CFG_LOG), StreamingSTFT(CFG_LOG)
+    pos = 0
+    for i, size in enumerate(blocks):
+        eager.push(signal[pos:pos + size])
+        lazy.feed(signal[pos:pos + size])
+        pos += size
+        assert lazy.frames == eager.frames and lazy.samples_seen == eager.samples_seen
+        if lazy.ready and i % 3 == 0:
+            np.testing.assert_array_equal(lazy.image(), eager.image())
+            expected = features(signal[None, lazy.window_start:lazy.window_start + CFG_LOG.window_samples],
+                                CFG_LOG)[0]
+            assert _rel_err(lazy.image(), expected) <= 1e-6
+    # feed + flush after every block returns exactly what push returns.
+    fresh, pos, pushed, flushed = StreamingSTFT(CFG_LOG), 0, [], []
+    eager.reset()
+    for size in blocks:
+        pushed.append(eager.push(signal[pos:pos + size]))
+        fresh.feed(signal[pos:pos + size])
+        flushed.append(fresh.flush())
+        pos += size
+    np.testing.assert_array_equal(np.concatenate(pushed), np.concatenate(flushed))
+
+
+def test_large_push_in_steps_with_a_single_frame_last_step():
+    rng = np.random.default_rng(8)
+    signal = rng.standard_normal(CFG.window_samples * 3).astype(np.float32)
+    stft = StreamingSTFT(CFG, frames_per_step=3)
+    cut = CFG.nperseg + 33 * CFG.hop + 5  # 34 frames: 11 steps of 3, then a step of 1
+    first = stft.push(signal[:cut])
+    assert first.shape[0] == 34
+    columns = np.concatenate((first, stft.push(signal[cut:])))
+    assert columns.shape[0] == 1 + (signal.size - CFG.nperseg) // CFG.hop == stft.frames
+    batch = features(signal[None, :CFG.window_samples], CFG)[0, :, :, 0]
+    np.testing.assert_allclose(columns[:CFG.n_frames].T, batch, rtol=1e-6, atol=1e-6 * np.abs(batch).max())
+    np.testing.assert_allclose(columns[33], frame_magnitudes(signal[33 * CFG.hop:33 * CFG.hop + CFG.nperseg],
+                                                             CFG), rtol=1e-6)
+    expected = features(signal[None, stft.window_start:stft.window_start + CFG.window_samples], CFG)[0]
+    assert _rel_err(stft.image(), expected) <= 1e-6

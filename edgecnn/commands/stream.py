@@ -53,6 +53,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="OUT", help="write the summary figures as JSON")
     p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
     p.add_argument("--quiet", action="store_true", help="no status line")
+    p.add_argument("--sensors", type=int, default=1,
+                   help="serve N synchronised sensors with one model (firmware_sim.multi): sensor i "
+                        "replays the source rotated by i/N of its length (default 1)")
+    p.add_argument("--max-batch", type=int, default=8,
+                   help="with --sensors: images per interpreter invoke (default 8, the fastest for "
+                        "the edge int8 model on LiteRT in benchmarks/bench_multi.py)")
     p.set_defaults(func=run)
 
 
@@ -94,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
                                        "device": device.to_dict(), "fit": fit.to_json()})
             return 1
 
+    if args.sensors != 1:
+        return _run_multi(args, bundle, policy, entry, fit, device)
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
                          raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
@@ -117,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
             trace.add_decision(decision, target)
         status.decision(decision, runtime)
 
-    blocks = source.blocks()
+    first_block: list[float] = []
+    blocks = _time_first_block(source.blocks(), first_block)
     if args.realtime:
         blocks = paced(blocks, cfg.fs)
     if trace is not None:
@@ -136,18 +145,112 @@ def run(args: argparse.Namespace) -> int:
               "device": device.to_dict(),
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "peak_rss_mb": peak_rss_mb(),
+              # Wall-clock time (Unix seconds) when the first block had been processed: a caller
+              # that noted when it started the process gets the start-up time (benchmarks).
+              "first_block_done_unix_s": first_block[0] if first_block else None,
               **result}
     if fit is not None:
         result["fit"] = fit.to_json()
     print(format_summary(result))
     print(device.describe())
-    print(f"peak resident memory: {result['peak_rss_mb']} MB")
+    print(f"peak resident memory: {result['peak_rss_mb']} MiB")
     if args.json:
         write_json(args.json, result)
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
                     title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB: VmHWM of /proc/self/status (this program's
+    own peak; ``ru_maxrss`` also counts the parent's memory when the process was forked from a
+    large one), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _time_first_block(blocks, stamp: list[float]):
+    """Yield the blocks; note the wall-clock time when the first one has been processed (when
+    the loop asks for the second block, or the stream ends after one)."""
+    for block in blocks:
+        yield block
+        if not stamp:
+            stamp.append(time.time())
+
+
+def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> int:
+    """``--sensors N``: N synchronised sensors through one interpreter, batched."""
+    import json
+
+    import numpy as np
+
+    from firmware_sim.interpreters import open_interpreter
+    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
+    from firmware_sim.report import write_json
+    from firmware_sim.sources import open_source
+
+    if args.sensors < 1:
+        raise ConfigError(f"--sensors {args.sensors} must be >= 1")
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ConfigError(f"--max-batch {args.max_batch} must be >= 1")
+    if args.source == "-" or args.realtime or args.plot:
+        raise ConfigError("--sensors N replays a synthetic source or a recording; it does not take "
+                          "stdin (-), --realtime or --plot")
+    if device.name != "numpy" or device.adc is not None:
+        raise ConfigError(f"--sensors N computes the float numpy DSP without an ADC; this run would use "
+                          f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
+                          "that declares no ADC")
+    cfg, classes = bundle.cfg, bundle.classes
+    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
+    signal = np.concatenate([b.samples for b in source.blocks()])
+    log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
+
+    def on_event(sensor, event):
+        if log is not None:
+            log.write(json.dumps({"sensor": sensor, **event.to_json()}) + "\n")
+            log.flush()
+        if not args.quiet:
+            print(f"sensor {sensor}: event t={event.time_s:.3f}s: {event.previous} -> {event.state}",
+                  file=sys.stderr)
+
+    interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
+    runtime = MultiStreamRuntime(cfg, classes, interpreter, args.sensors, policy=policy,
+                                 full_scale=getattr(source, "full_scale", None), max_batch=args.max_batch,
+                                 on_event=on_event)
+    wall = time.perf_counter()
+    try:
+        result = runtime.run(rotated_blocks(signal, args.sensors, block=args.block))
+    finally:
+        wall = time.perf_counter() - wall
+        interpreter.close()
+        if log is not None:
+            log.close()
+    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime,
+              "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
+              "wall_s": round(wall, 4),
+              "peak_rss_mb": peak_rss_mb(), **result}
+    if fit is not None:
+        result["fit"] = fit.to_json()
+    t = result["timing"]
+    states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
+    print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
+          f"processing: {result['sensor_realtime_factor']:.1f} sensor-seconds per second "
+          f"(real-time factor {t['realtime_factor']:.1f}x for all {args.sensors} together)")
+    print(f"blocks of {args.sensors} x {args.block}: p50 {t['block_ms_p50']} ms, p99 {t['block_ms_p99']} ms, "
+          f"deadline misses {t['deadline_misses']}")
+    print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
+          f"events: {len(result['events'])}; final states: {states}")
+    print(f"peak resident memory: {result['peak_rss_mb']} MiB")
+    if args.json:
+        write_json(args.json, result)
     return 0
 
 
