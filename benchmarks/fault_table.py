@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_long_run import build_tiny_bundle  # noqa: E402
+from benchmarks.long_run import build_tiny_bundle  # noqa: E402
 from export.bundle import load_bundle  # noqa: E402
 from firmware_sim.decisions import DecisionPolicy  # noqa: E402
 from firmware_sim.interpreters import open_interpreter  # noqa: E402

@@ -13,7 +13,7 @@ figure: within 5 %), the real-time factor, and the counters at the end. Exit 1 w
 by more than 5 %. Without ``--bundle`` a tiny model is trained and exported first, in a
 subprocess, so this process never imports TensorFlow (as on a device).
 
-    python benchmarks/bench_long_run.py [--hours 24] [--bundle DIR] [--runtime litert]
+    python benchmarks/long_run.py [--hours 24] [--bundle DIR] [--runtime litert]
 """
 
 from __future__ import annotations
