@@ -185,7 +185,9 @@ class StreamRuntime:
     def _fault_mask(self, samples: np.ndarray) -> np.ndarray | None:
         # Fast path (one reduction per block): a finite sum means every sample is finite (a NaN
         # or an Inf makes the sum non-finite; an overflowing sum just takes the full check).
-        if math.isfinite(np.add.reduce(samples)) and (
+        with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: nan, which is the point
+            total = np.add.reduce(samples)
+        if math.isfinite(total) and (
                 self.full_scale is None or (samples.size and max(samples.max(), -samples.min()) < self.full_scale)):
             return None
         finite = np.isfinite(samples)
