@@ -25,8 +25,6 @@ from typing import Any
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import BundleError, ConfigError
 
-#: Bytes of one float32 sample or feature.
-F32 = 4
 #: Samples per DMA block the device's ring buffer is sized for (DESIGN.md: e.g. 256-sample half-buffers).
 DEFAULT_BLOCK_SAMPLES = 256
 ARENA_NOTE = ("tensor arena measured by tflite-micro on this 64-bit host; a 32-bit target needs "
@@ -156,52 +154,46 @@ def tflm_arena(model_path: str | Path) -> dict[str, int]:
 
 
 def device_buffers(cfg: SpectrogramConfig, *, block_samples: int = DEFAULT_BLOCK_SAMPLES,
-                   dsp: str | None = None) -> dict[str, Any]:
+                   dsp: str | None = None, input_itemsize: int = 1, n_classes: int = 2) -> dict[str, Any]:
     """Bytes of the device's working memory outside the tensor arena, from the DSP config.
 
-    - ring buffer: one frame of history plus one incoming block, so a frame can always be
-      assembled while the next block lands: ``nperseg + block_samples`` samples (float32; int16
-      ADC counts when ``dsp`` is ``cmsis-q15``);
-    - STFT scratch: without ``dsp`` (a float32 port), the windowed frame, the packed real-FFT
-      output (``nperseg`` floats, as ``arm_rfft_fast_f32``), the magnitude column, the window
-      coefficients and the normalisation constants; with ``dsp`` (``cmsis-f32``/``cmsis-q15``),
-      that backend's per-frame buffers (``firmware_sim.dsp_backends.working_memory_bytes``) plus
-      the normalisation constants, and its constant tables (window, FFT) under
-      ``dsp_tables_flash_bytes``;
-    - rolling image: ``n_freq x n_frames`` float features, quantised into the arena's int8
-      input tensor at each decision.
+    The same layout the device side checks a part against (``firmware_sim.profiles.
+    runtime_buffer_bytes``: one definition), grouped for people:
 
-    ``dsp_working_memory`` always lists every backend's buffers and tables (bytes), so a bundle
-    shows what each choice costs.
+    - ring buffer: two DMA half-buffers of int16 plus the sample history of one frame and a block
+      (float32; int16 ADC counts when ``dsp`` is ``cmsis-q15``);
+    - STFT scratch: the float32 port's complex frame, or the CMSIS backend's per-frame buffers
+      (``firmware_sim.dsp_backends.working_memory_bytes``); its constant tables (window, FFT) go to
+      flash, under ``dsp_tables_flash_bytes``, as do the normalisation constants;
+    - rolling image: ``n_freq x n_frames`` in the model input's type (columns quantised on arrival);
+    - smoothing: the last K probability vectors.
+
+    ``dsp_working_memory`` lists every backend's buffers and tables (bytes), so a bundle shows what
+    each choice costs.
     """
     from firmware_sim.dsp_backends import BACKENDS, working_memory_bytes  # TF-free; no import cycle
+    from firmware_sim.profiles import dsp_flash_bytes, runtime_buffer_bytes
 
-    norm = (len(cfg.norm_mean) + len(cfg.norm_std)) * F32
     per_backend = {}
     for name in BACKENDS:
         try:
             per_backend[name] = working_memory_bytes(name, cfg)
         except ConfigError:
             continue  # e.g. a frame length CMSIS-DSP has no tables for
-    sample_bytes = 2 if dsp == "cmsis-q15" else F32
-    ring = (cfg.nperseg + block_samples) * sample_bytes
-    if dsp is None or dsp == "numpy":
-        stft = (cfg.nperseg + cfg.nperseg + cfg.n_freq + cfg.nperseg) * F32 + norm
-        tables = None
-    else:
-        memory = working_memory_bytes(dsp, cfg)
-        stft = memory["ram_total"] + norm
-        tables = memory["flash_total"]
-    image = cfg.n_freq * cfg.n_frames * F32
+    parts = runtime_buffer_bytes(cfg, block=block_samples, input_itemsize=input_itemsize, n_classes=n_classes,
+                                 dsp=None if dsp == "numpy" else dsp)
+    scratch = sum(v for k, v in parts.items() if k == "fft_scratch" or k.startswith("dsp_"))
     out: dict[str, Any] = {
         "block_samples": block_samples,
         "dsp_backend": dsp,
-        "ring_buffer_bytes": ring,
-        "stft_scratch_bytes": stft,
-        "rolling_image_bytes": image,
-        "total_bytes": ring + stft + image,
+        "ring_buffer_bytes": parts["dma_buffers"] + parts["sample_history"],
+        "stft_scratch_bytes": scratch,
+        "rolling_image_bytes": parts["rolling_image"],
+        "smoothing_bytes": parts["smoothing"],
+        "total_bytes": sum(parts.values()),
         "dsp_working_memory": per_backend,
     }
-    if tables is not None:
-        out["dsp_tables_flash_bytes"] = tables
+    tables = dsp_flash_bytes(cfg, None if dsp == "numpy" else dsp)
+    if tables:
+        out["dsp_tables_flash_bytes"] = sum(tables.values())
     return out

@@ -58,9 +58,12 @@ def test_device_section_round_trips_through_the_manifest(q15_bundle):
     assert buffers == device_buffers(bundle.cfg, dsp="cmsis-q15")
     memory = working_memory_bytes("cmsis-q15", bundle.cfg)
     assert buffers["dsp_backend"] == "cmsis-q15"
-    assert buffers["ring_buffer_bytes"] == (bundle.cfg.nperseg + 256) * 2
-    norm = 4 * (len(bundle.cfg.norm_mean) + len(bundle.cfg.norm_std))
-    assert buffers["stft_scratch_bytes"] == memory["ram_total"] + norm
+    # two int16 DMA half-buffers + an int16 history of one frame and a block
+    assert buffers["ring_buffer_bytes"] == 2 * 256 * 2 + (bundle.cfg.nperseg + 256) * 2
+    assert buffers["stft_scratch_bytes"] == memory["ram_total"]
+    # the same total the device side checks a part against
+    from firmware_sim.profiles import runtime_buffer_bytes
+    assert buffers["total_bytes"] == sum(runtime_buffer_bytes(bundle.cfg, block=256, dsp="cmsis-q15").values())
     assert buffers["dsp_tables_flash_bytes"] == memory["flash_total"] == 33888
     assert set(buffers["dsp_working_memory"]) == {"numpy", "cmsis-f32", "cmsis-q15"}
 
