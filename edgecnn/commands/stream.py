@@ -192,9 +192,9 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
 
     import numpy as np
 
+    from edgecnn.fileio import write_json
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
-    from firmware_sim.report import write_json
     from firmware_sim.sources import open_source
 
     if args.sensors < 1:
