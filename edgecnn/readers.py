@@ -6,7 +6,9 @@ containers only, so a pickle that would run code is refused and runs nothing), `
 (CWRU ``X097_DE_time`` naming, MFPT ``bearing`` struct) and folders of any of these.
 ``read_recordings(path)`` picks the reader from the path.
 
-numpy/scipy only: the device side replays files through this module.
+numpy/scipy only: the device side replays files through this module, so scipy is imported lazily
+and only where a format needs it (``.mat`` files, WAV formats other than integer PCM): reading
+pickles, npz, CSV and PCM WAV must never import scipy (~17 MiB resident for ``scipy.io``).
 """
 
 from __future__ import annotations
@@ -249,7 +251,56 @@ def read_npz(path: Path) -> list[Recording]:
 
 # --- WAV ----------------------------------------------------------------------------------------------
 def read_wav(path: Path) -> list[Recording]:
-    """A mono or multi-channel WAV (first channel used); integer PCM scaled to [-1, 1)."""
+    """A mono or multi-channel WAV (first channel used); integer PCM scaled to [-1, 1).
+
+    Integer PCM (8, 16, 24, 32 bit) is read with the standard library's ``wave`` and numpy: the
+    device side replays WAV files, and ``scipy.io`` costs ~17 MiB resident. Formats ``wave`` does
+    not read (IEEE float, WAVE_FORMAT_EXTENSIBLE, wider integers) go to ``scipy.io.wavfile``.
+    """
+    import wave
+
+    src = str(path)
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, fs = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            declared = wav.getnframes()
+            if not 1 <= width <= 4 or channels < 1:
+                return _read_wav_scipy(path)
+            raw = wav.readframes(declared)
+    except wave.Error as exc:
+        if str(exc).startswith("unknown format"):
+            return _read_wav_scipy(path)
+        raise InputError(f"{src}: not a readable WAV file ({_reason(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
+        raise InputError(f"{src}: not a readable WAV file ({_reason(exc)})") from None
+    frame_bytes = channels * width
+    frames = len(raw) // frame_bytes
+    if frames < declared:
+        raise InputError(f"{src}: WAV file is truncated (the header declares {declared} frames, the file "
+                         f"holds {frames})")
+    samples = _pcm_first_channel(raw[:frames * frame_bytes], channels, width)
+    signal = as_signal(samples, src)
+    return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
+                      meta={"channels": channels, "label_from": "file name"})]
+
+
+def _pcm_first_channel(raw: bytes, channels: int, width: int) -> np.ndarray:
+    """First channel of little-endian integer PCM frames, scaled to [-1, 1) (float64)."""
+    if width == 3:
+        # 24-bit: place the three bytes in the top of an int32 (sign included), then shift back.
+        triplets = np.frombuffer(raw, dtype=np.uint8).reshape(-1, channels, 3)[:, 0, :].astype(np.int32)
+        values = (triplets[:, 0] << 8 | triplets[:, 1] << 16 | triplets[:, 2] << 24) >> 8
+        return values / float(1 << 23)
+    # WAV stores 8-bit samples unsigned (offset 128), wider ones signed.
+    dtype = {1: np.dtype("u1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}[width]
+    values = np.frombuffer(raw, dtype=dtype).reshape(-1, channels)[:, 0]
+    if width == 1:
+        return (values.astype(np.float64) - 128.0) / 128.0
+    return values / float(1 << (8 * width - 1))
+
+
+def _read_wav_scipy(path: Path) -> list[Recording]:
+    """WAV formats the standard library does not read (IEEE float, extensible) via scipy.io."""
     from scipy.io import wavfile
 
     src = str(path)

@@ -9,12 +9,19 @@ resonance excited by that noise; class B adds an impulse train at the defect fre
 (``defect_order`` x shaft, with slip jitter between impacts) that rings the resonance. Its
 severity (impact amplitude against the noise) is log-uniform and reaches down into the noise,
 so some B windows are nearly indistinguishable from A: ``difficulty`` scales that range.
+
+Streams (:class:`MachineStream`, :func:`render_stream`): one machine's continuous recording with
+the same physics, rendered in segments whose concatenation is one signal (absolute-time harmonics,
+impacts and fault gate; the ring's tail carried across borders), so a live synthetic sensor of any
+duration holds a few seconds of signal, never the whole stream. Numpy only (the device side
+imports this module): never import scipy or TensorFlow here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +32,8 @@ FS = 12800.0
 WINDOW = 10000
 #: Impulse-response length of the structural resonance (samples); long enough for its decay.
 RING_SAMPLES = 1024
+#: Amplitudes of the shaft harmonics 1x..5x.
+HARMONIC_AMPS = (1.0, 0.5, 0.3, 0.2, 0.1)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,6 +87,17 @@ def draw_machines(n: int, rng: np.random.Generator, *, faulty: np.ndarray, diffi
     }
 
 
+def ring_response(resonance_hz, damping, fs: float) -> np.ndarray:
+    """The structure's impulse response (RING_SAMPLES long): a damped sinusoid, unit peak.
+
+    Scalars give one response; (rows, 1) columns give one row each.
+    """
+    tau = np.arange(RING_SAMPLES) / fs
+    wn = 2.0 * np.pi * np.asarray(resonance_hz, dtype=float)
+    zeta = np.asarray(damping, dtype=float)
+    return np.exp(-zeta * wn * tau) * np.sin(wn * np.sqrt(1.0 - zeta**2) * tau)
+
+
 def render(params: dict, length: int, fs: float, rng: np.random.Generator, *,
            t0: np.ndarray | None = None, fault_gate: np.ndarray | None = None) -> np.ndarray:
     """Render rows of vibration (rows x length, float64) from per-row machine parameters.
@@ -92,17 +112,13 @@ def render(params: dict, length: int, fs: float, rng: np.random.Generator, *,
 
     shaft = col("shaft_hz") * (1.0 + rng.normal(0.0, 0.003, (rows, 1)))
     harmonics = np.zeros((rows, length))
-    for order, amp in zip(range(1, 6), (1.0, 0.5, 0.3, 0.2, 0.1)):
+    for order, amp in enumerate(HARMONIC_AMPS, 1):
         phase = rng.uniform(0.0, 2.0 * np.pi, (rows, 1))
         harmonics += amp * np.sin(2.0 * np.pi * order * shaft * (t[None, :] + t0[:, None]) + phase)
     noise_level = col("noise")
     broadband = rng.normal(0.0, 1.0, (rows, length)) * noise_level
 
-    # Resonance impulse response per row: a damped sinusoid, unit peak.
-    tau = np.arange(RING_SAMPLES) / fs
-    wn = 2.0 * np.pi * col("resonance_hz")
-    zeta = col("damping")
-    ring = np.exp(-zeta * wn * tau[None, :]) * np.sin(wn * np.sqrt(1.0 - zeta**2) * tau[None, :])
+    ring = ring_response(col("resonance_hz"), col("damping"), fs)
 
     # Defect impacts: cumulative intervals with slip jitter, random first impact, +-20 % amplitude.
     defect_hz = col("defect_order")[:, 0] * shaft[:, 0]
@@ -165,25 +181,151 @@ def generate(spec: SynthSpec | None = None, **overrides) -> dict:
     }
 
 
+class MachineStream:
+    """One machine's continuous recording, rendered segment by segment (flat memory, any length).
+
+    The concatenated segments are ONE physical signal, whatever the segment length: the shaft
+    harmonics have fixed phases per machine and are evaluated at absolute time; the defect impacts
+    are placed along absolute time (each interval with its slip jitter follows the previous
+    impact, across segment borders); the structural resonance's ring is convolved per internal
+    chunk and its tail is added to the next chunk (overlap-add); the fault gate is an absolute
+    sample index. The noise, the impact jitter and the impact amplitudes come from their own
+    random streams drawn in order, so the signal does not depend on how it is cut.
+
+    With ``fault_onset_s`` the machine is healthy before and faulty from then on (the defect's
+    impacts switch on); ``faulty`` makes it faulty throughout. ``severity`` fixes the impact level.
+    The machine itself is drawn like the training data's (:func:`draw_machines`).
+    """
+
+    #: Samples rendered per internal step: with the ring, one FFT of 16384 points per step.
+    CHUNK = 16384 - RING_SAMPLES
+    #: Impacts drawn per batch (a fixed size, so the draws do not depend on the segmentation).
+    HIT_BATCH = 64
+
+    def __init__(self, duration_s: float, *, seed: int = 0, fs: float = FS, fault_onset_s: float | None = None,
+                 faulty: bool = False, difficulty: float = 1.0, severity: float | None = None):
+        if not duration_s > 0:
+            raise ConfigError(f"synth stream: duration_s={duration_s!r} must be > 0")
+        if not fs > 0:
+            raise ConfigError(f"synth stream: fs={fs!r} must be > 0 Hz")
+        self.fs = float(fs)
+        self.seed = int(seed)
+        self.n_samples = int(round(duration_s * fs))
+        rng = np.random.default_rng(seed)
+        has_fault = faulty or fault_onset_s is not None
+        machine = draw_machines(1, rng, faulty=np.array([has_fault]), difficulty=difficulty)
+        if severity is not None and has_fault:
+            machine["severity"] = np.array([float(severity)])
+        self.machine = {k: v[0] for k, v in machine.items()}
+        #: First faulty sample (absolute index); None: no onset (healthy throughout or faulty throughout).
+        self.onset_sample = None if faulty or fault_onset_s is None else int(round(fault_onset_s * fs))
+        m = self.machine
+        self.shaft_hz = float(m["shaft_hz"]) * (1.0 + rng.normal(0.0, 0.003))
+        self.phases = rng.uniform(0.0, 2.0 * np.pi, 5)
+        self.period = self.fs / (float(m["defect_order"]) * self.shaft_hz)  # samples between impacts
+        self.first_hit = float(rng.uniform(0.0, 1.0)) * self.period
+        self.ring = ring_response(float(m["resonance_hz"]), float(m["damping"]), self.fs)
+        self._n_fft = self.CHUNK + RING_SAMPLES
+        self._ring_f = np.fft.rfft(self.ring, self._n_fft)
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def segments(self, seconds: float = 1.0) -> Iterator[np.ndarray]:
+        """The whole stream as consecutive float32 arrays of ``seconds`` (the last may be shorter).
+
+        Every call starts again from the first sample and yields the same signal.
+        """
+        size = int(round(seconds * self.fs))
+        if size < 1:
+            raise ConfigError(f"synth stream: segments of {seconds!r} s hold no sample at {self.fs:g} Hz")
+        pending: list[np.ndarray] = []
+        held = 0
+        for chunk in self._chunks():
+            pending.append(chunk)
+            held += chunk.size
+            if held < size:
+                continue
+            joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            n_full = joined.size // size * size
+            for start in range(0, n_full, size):
+                yield joined[start:start + size]
+            rest = joined[n_full:]
+            pending, held = ([rest] if rest.size else []), rest.size
+        if held:
+            yield np.concatenate(pending)
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        """Internal steps of CHUNK samples (float32), rendered with the state carried between them."""
+        m, fs = self.machine, self.fs
+        noise_rng = np.random.default_rng([self.seed, 1])
+        hits = _ImpactTrain(self, np.random.default_rng([self.seed, 2]), np.random.default_rng([self.seed, 3]))
+        carry = np.zeros(RING_SAMPLES - 1)
+        for start in range(0, self.n_samples, self.CHUNK):
+            n = min(self.CHUNK, self.n_samples - start)
+            t = np.arange(start, start + n) / fs  # absolute time: no phase jump at any border
+            harmonics = np.zeros(n)
+            for order, (amp, phase) in enumerate(zip(HARMONIC_AMPS, self.phases), 1):
+                harmonics += amp * np.sin(2.0 * np.pi * order * self.shaft_hz * t + phase)
+            broadband = noise_rng.normal(0.0, 1.0, n) * m["noise"]
+            excitation = 0.05 * m["resonance_level"] * broadband
+            pos, amp = hits.take(start, start + n)
+            np.add.at(excitation, pos - start, amp * m["noise"] * 4.0)
+            # Overlap-add: the ring of this chunk's excitation lasts RING_SAMPLES - 1 past its end.
+            rung = np.fft.irfft(np.fft.rfft(excitation, self._n_fft) * self._ring_f, self._n_fft)
+            rung = rung[:n + RING_SAMPLES - 1]
+            rung[:RING_SAMPLES - 1] += carry
+            carry = rung[n:].copy()
+            signal = m["harmonic_level"] * harmonics + broadband + rung[:n]
+            yield (signal * m["gain"]).astype(np.float32)
+
+
+class _ImpactTrain:
+    """The defect's impacts along absolute sample positions, generated as time advances."""
+
+    def __init__(self, stream: MachineStream, jitter_rng: np.random.Generator, amp_rng: np.random.Generator):
+        self.stream = stream
+        self.jitter_rng, self.amp_rng = jitter_rng, amp_rng
+        self.next_hit = stream.first_hit  # float position of the next impact not yet drawn
+        self.pos = np.zeros(0, dtype=np.int64)
+        self.amp = np.zeros(0)
+        self.active = float(stream.machine["severity"]) > 0
+
+    def take(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions (absolute) and amplitudes of the impacts in samples [start, stop), gated."""
+        if not self.active:
+            return self.pos, self.amp
+        s = self.stream
+        while self.next_hit < stop:
+            # Cumulative intervals with slip jitter; +-20 % amplitude around the severity.
+            intervals = s.period * (1.0 + self.jitter_rng.normal(0.0, 0.015, s.HIT_BATCH))
+            at = self.next_hit + np.concatenate(([0.0], np.cumsum(intervals[:-1])))
+            self.next_hit = float(at[-1] + intervals[-1])
+            self.pos = np.concatenate((self.pos, np.round(at).astype(np.int64)))
+            amp = self.amp_rng.uniform(0.8, 1.2, s.HIT_BATCH) * float(s.machine["severity"])
+            self.amp = np.concatenate((self.amp, amp))
+        now = self.pos < stop
+        pos, amp = self.pos[now], self.amp[now]
+        self.pos, self.amp = self.pos[~now], self.amp[~now]
+        keep = pos >= start if s.onset_sample is None else pos >= max(start, s.onset_sample)
+        return pos[keep], amp[keep]
+
+
 def render_stream(duration_s: float, *, seed: int = 0, fs: float = FS, fault_onset_s: float | None = None,
                   faulty: bool = False, difficulty: float = 1.0, severity: float | None = None) -> np.ndarray:
-    """One continuous recording of one machine (float32), optionally developing a fault at a time.
+    """One continuous recording of one machine (float32): all of :class:`MachineStream`'s segments.
 
     With ``fault_onset_s`` the machine is healthy before and faulty from then on (the defect's
     impacts switch on); ``faulty`` makes it faulty throughout. ``severity`` fixes the impact level.
     """
-    if duration_s <= 0:
-        raise ConfigError(f"synth stream: duration_s={duration_s!r} must be > 0")
-    rng = np.random.default_rng(seed)
-    has_fault = faulty or fault_onset_s is not None
-    machine = draw_machines(1, rng, faulty=np.array([has_fault]), difficulty=difficulty)
-    if severity is not None and has_fault:
-        machine["severity"] = np.array([float(severity)])
-    length = int(round(duration_s * fs))
-    gate = None
-    if fault_onset_s is not None and not faulty:
-        gate = (np.arange(length) >= int(round(fault_onset_s * fs))).astype(float)
-    return render(machine, length, fs, rng, fault_gate=gate)[0].astype(np.float32)
+    stream = MachineStream(duration_s, seed=seed, fs=fs, fault_onset_s=fault_onset_s, faulty=faulty,
+                           difficulty=difficulty, severity=severity)
+    out = np.empty(len(stream), dtype=np.float32)
+    start = 0
+    for segment in stream.segments(MachineStream.CHUNK / stream.fs):
+        out[start:start + segment.size] = segment
+        start += segment.size
+    return out
 
 
 def write_pickle(path: str | Path, data: dict) -> Path:

@@ -29,9 +29,9 @@ from edgecnn import synth
 from edgecnn.errors import ConfigError, InputError
 
 DEFAULT_BLOCK = 256
-#: Synthetic streams up to this long render in one piece (exactly ``synth.render_stream``).
-SYNTH_ONE_PIECE_S = 120.0
-SYNTH_SEGMENT_S = 60.0
+#: Seconds the synthetic sensor renders at a time (``synth.MachineStream.segments``): memory holds
+#: about one segment whatever the duration; the signal does not depend on this value.
+SYNTH_SEGMENT_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,23 +142,12 @@ class SynthSource:
         return self.n_samples
 
     def segments(self) -> Iterator[np.ndarray]:
-        """The signal in consecutive float32 pieces (one piece for short streams)."""
-        spec, fs = self.spec, self.fs
-        rng = np.random.default_rng(spec.seed)
-        has_fault = spec.faulty or spec.onset is not None
-        machine = synth.draw_machines(1, rng, faulty=np.array([has_fault]), difficulty=spec.difficulty)
-        if spec.severity is not None and has_fault:
-            machine["severity"] = np.array([float(spec.severity)])
-        onset = None if spec.faulty or spec.onset is None else int(round(spec.onset * fs))
-        # Long streams render in segments (flat memory); harmonic phases restart at each border.
-        seg = self.n_samples if spec.duration <= SYNTH_ONE_PIECE_S else int(SYNTH_SEGMENT_S * fs)
-        for start in range(0, self.n_samples, seg):
-            length = min(seg, self.n_samples - start)
-            gate = None
-            if onset is not None:
-                gate = (np.arange(start, start + length) >= onset).astype(float)
-            yield synth.render(machine, length, fs, rng, t0=np.array([start / fs]),
-                               fault_gate=gate)[0].astype(np.float32)
+        """The signal in consecutive float32 pieces of ``SYNTH_SEGMENT_S``, rendered lazily: their
+        concatenation is exactly ``synth.render_stream`` of the same spec."""
+        spec = self.spec
+        stream = synth.MachineStream(spec.duration, seed=spec.seed, fs=self.fs, fault_onset_s=spec.onset,
+                                     faulty=spec.faulty, difficulty=spec.difficulty, severity=spec.severity)
+        return stream.segments(SYNTH_SEGMENT_S)
 
     def blocks(self) -> Iterator[Block]:
         return _reblock(self.segments(), self.block)

@@ -39,15 +39,19 @@ def test_synth_source_is_the_generator_stream_in_blocks():
     np.testing.assert_array_equal(joined, synth.render_stream(2.0, seed=5, fault_onset_s=1.0))
 
 
-def test_long_synth_source_renders_in_segments_of_the_same_length(monkeypatch):
+def test_synth_source_renders_lazily_in_segments_of_one_signal(monkeypatch):
     import firmware_sim.sources as sources
 
-    monkeypatch.setattr(sources, "SYNTH_ONE_PIECE_S", 1.0)
-    monkeypatch.setattr(sources, "SYNTH_SEGMENT_S", 0.5)
     source = SynthSource("synth:duration=1.7,seed=2", block=1000)
-    pieces = list(source.segments())
-    assert [p.size for p in pieces] == [6400, 6400, 6400, 2560]
-    assert sum(b.samples.size for b in source.blocks()) == len(source) == 21760
+    pieces = source.segments()
+    first = next(pieces)  # rendered on demand: one segment, not the whole stream
+    assert first.size == int(sources.SYNTH_SEGMENT_S * 12800) == 12800
+    assert [p.size for p in pieces] == [8960]
+    monkeypatch.setattr(sources, "SYNTH_SEGMENT_S", 0.5)
+    assert [p.size for p in source.segments()] == [6400, 6400, 6400, 2560]
+    joined = np.concatenate([b.samples for b in source.blocks()])
+    assert joined.size == len(source) == 21760
+    np.testing.assert_array_equal(joined, synth.render_stream(1.7, seed=2))
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -138,3 +138,82 @@ def test_real_cwru_and_mfpt_folders():
     mfpt = read_recordings(DATA / "mfpt")
     assert len(mfpt) == 10 and all(r.fs == 48828.0 for r in mfpt)
     assert {r.meta["load_lb"] for r in mfpt} >= {0.0, 200.0}
+
+
+def _write_pcm(path, frames: np.ndarray, width: int, fs: int = 12800) -> None:
+    """Integer PCM WAV through the standard library (scipy.io.wavfile cannot write 24-bit)."""
+    import wave
+
+    frames = np.asarray(frames, dtype=np.int64).reshape(len(frames), -1)
+    if width == 1:
+        raw = (frames + 128).astype(np.uint8).tobytes()
+    else:
+        raw = (frames[..., None] >> (8 * np.arange(width))).astype(np.uint8).tobytes()
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(frames.shape[1])
+        wav.setsampwidth(width)
+        wav.setframerate(fs)
+        wav.writeframes(raw)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_pcm_wav_of_every_width_reads_as_scipy_scales_it(tmp_path, width):
+    rng = np.random.default_rng(width)
+    full = 1 << (8 * width - 1)
+    frames = rng.integers(-full, full, size=(3000, 3))
+    frames[:4, 0] = [-full, full - 1, 0, 1]
+    _write_pcm(tmp_path / "w.wav", frames, width, fs=25600)
+    (rec,) = read_recordings(tmp_path / "w.wav")
+    assert rec.fs == 25600 and rec.meta["channels"] == 3 and rec.signal.dtype == np.float32
+    np.testing.assert_array_equal(rec.signal, (frames[:, 0] / full).astype(np.float32))
+    assert rec.signal[0] == -1.0 and rec.signal[2] == 0.0
+    # scipy.io.wavfile reads the same file to the same samples (24-bit left-justified in int32)
+    fs, ref = wavfile.read(tmp_path / "w.wav")
+    assert fs == 25600
+    ref = ref[:, 0]
+    if width == 1:
+        ref = (ref.astype(np.float64) - 128) / 128
+    else:
+        ref = ref / -float(np.iinfo(ref.dtype).min)
+    np.testing.assert_array_equal(rec.signal, ref.astype(np.float32))
+
+
+def test_float_wav_still_reads_through_scipy(tmp_path):
+    x = np.random.default_rng(1).normal(size=4000).astype(np.float32)
+    wavfile.write(tmp_path / "f.wav", 12800, np.stack([x, -x], axis=1))
+    (rec,) = read_recordings(tmp_path / "f.wav")
+    assert rec.meta["channels"] == 2
+    np.testing.assert_array_equal(rec.signal, x)
+    data = (tmp_path / "f.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:len(data) // 2])
+    with pytest.raises(InputError, match=r"cut.wav: WAV file is truncated"):
+        read_recordings(tmp_path / "cut.wav")
+
+
+def test_truncated_pcm_wav_says_so(tmp_path):
+    _write_pcm(tmp_path / "w.wav", np.arange(-500, 500), 2)
+    data = (tmp_path / "w.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:len(data) - 301])
+    with pytest.raises(InputError, match=r"cut.wav: WAV file is truncated \(the header declares 1000 frames, "
+                                         r"the file holds 849\)"):
+        read_recordings(tmp_path / "cut.wav")
+
+
+def test_reading_pickle_npz_csv_and_pcm_wav_never_imports_scipy(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.util import subprocess_env
+
+    x = np.random.default_rng(2).normal(size=3000)
+    _write_pcm(tmp_path / "a.wav", (x * 1000).astype(np.int64), 2)
+    np.savez(tmp_path / "b.npz", signal=x, fs=12800.0)
+    np.savetxt(tmp_path / "c.csv", x)
+    synth.write_pickle(tmp_path / "d.pkl", synth.generate(n=4, seed=0))
+    code = ("import sys; from edgecnn.readers import read_recordings; "
+            f"recs = read_recordings({str(tmp_path)!r}); "
+            "print(len(recs), sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["7", "[]"]  # a.wav, b.npz, c.csv and the pickle's 4 recordings

@@ -66,6 +66,54 @@ def test_stream_develops_fault_at_onset():
     assert after > before + 1.0
 
 
+def test_stream_segments_are_one_signal_whatever_the_cut():
+    stream = synth.MachineStream(5.0, seed=4, fault_onset_s=2.0, severity=2.0)
+    half = list(stream.segments(0.5))
+    assert [p.size for p in half] == [6400] * 10 and all(p.dtype == np.float32 for p in half)
+    joined = np.concatenate(half)
+    np.testing.assert_array_equal(joined, np.concatenate(list(stream.segments(2.0))))
+    np.testing.assert_array_equal(joined, np.concatenate(list(stream.segments(0.0137))))
+    np.testing.assert_array_equal(joined, synth.render_stream(5.0, seed=4, fault_onset_s=2.0, severity=2.0))
+
+
+def test_stream_carries_the_ring_tail_across_render_steps(monkeypatch):
+    kw = dict(seed=6, faulty=True, severity=3.0)
+    monkeypatch.setattr(synth.MachineStream, "CHUNK", 5 * 12800)  # the whole 3 s in one FFT
+    one_piece = np.concatenate(list(synth.MachineStream(3.0, **kw).segments(1.0)))
+    monkeypatch.setattr(synth.MachineStream, "CHUNK", 700)  # steps shorter than the ring itself
+    stepped = np.concatenate(list(synth.MachineStream(3.0, **kw).segments(1.0)))
+    assert one_piece.size == stepped.size == 38400
+    np.testing.assert_allclose(stepped, one_piece, rtol=0, atol=1e-5 * np.abs(one_piece).max())
+
+
+def test_stream_harmonic_phase_is_continuous_across_segment_borders():
+    stream = synth.MachineStream(4.0, seed=8)  # healthy: harmonics + noise + resonance
+    x = np.concatenate(list(stream.segments(0.7))).astype(np.float64)
+    fs, f = stream.fs, stream.shaft_hz
+    border = synth.MachineStream.CHUNK  # an internal step border, and 0.7 s segment borders around it
+    for start in (border - 12800, border, 2 * 12800 + 999):
+        n = np.arange(start, start + 12800)
+        # Lock-in at the shaft speed over one second at absolute time: the 1x sine's phase.
+        z = np.sum(x[n] * np.exp(-2j * np.pi * f * n / fs))
+        phase = np.angle(z) + np.pi / 2  # sin(w t + p) projects onto exp(j (p - pi/2))
+        assert abs(np.angle(np.exp(1j * (phase - stream.phases[0])))) < 0.15
+
+
+def test_stream_fault_gate_switches_on_at_the_onset_sample():
+    onset = synth.MachineStream(3.0, seed=9, fault_onset_s=1.3, severity=3.0)
+    healthy = synth.MachineStream(3.0, seed=9)
+    faulty = synth.MachineStream(3.0, seed=9, faulty=True, severity=3.0)
+    assert onset.onset_sample == 16640
+    x, h, f = (np.concatenate(list(s.segments(0.25))) for s in (onset, healthy, faulty))
+    tol = 1e-5 * np.abs(h).max()
+    np.testing.assert_allclose(x[:16640], h[:16640], rtol=0, atol=tol)  # same machine, no impacts yet
+    first = 16640 + np.flatnonzero(np.abs(x[16640:] - h[16640:]) > 0.01)[0]
+    assert first <= 16640 + onset.period + 2  # the first impact after the onset rings
+    tail = 16640 + synth.RING_SAMPLES  # the faulty-throughout machine's earlier rings have decayed out
+    np.testing.assert_allclose(x[tail:], f[tail:], rtol=0, atol=tol)
+    assert np.abs(x[:16640] - f[:16640]).max() > 0.5
+
+
 def test_spec_validation():
     with pytest.raises(ConfigError, match=r"synth: n=1 must be an integer >= 2 windows"):
         synth.SynthSpec(n=1)
