@@ -30,14 +30,14 @@ from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import _scaled_window
 from edgecnn.errors import ConfigError, InputError
 from firmware_sim.decisions import Decider, Decision, DecisionPolicy, Event
-from firmware_sim.streaming_stft import HISTORY_HOPS, _rfft_into
+from firmware_sim.streaming_stft import HISTORY_HOPS, FrameClock, _rfft_into
 from firmware_sim.timing import StreamTiming
 
 #: Sensors per vectorised frame step: bounds scratch memory (this many frames of float64).
 SENSORS_PER_STEP = 512
 
 
-class MultiStreamSTFT:
+class MultiStreamSTFT(FrameClock):
     """The streaming STFT of N synchronised sensors: each its own history and rolling image."""
 
     def __init__(self, cfg: SpectrogramConfig, n_sensors: int, *, sample_dtype=np.float32) -> None:
@@ -68,22 +68,6 @@ class MultiStreamSTFT:
         self._mag = np.zeros((step, cfg.n_freq), dtype=np.float64)
         self._columns = np.zeros((n_sensors, cfg.n_frames, cfg.n_freq), dtype=np.float32)
         self.reset()
-
-    @property
-    def samples_seen(self) -> int:
-        return self._written
-
-    @property
-    def ready(self) -> bool:
-        return self.frames >= self._n_frames
-
-    @property
-    def window_start(self) -> int:
-        return self.origin + (self.frames - self._n_frames) * self._hop
-
-    @property
-    def last_frame_end(self) -> int:
-        return self.origin + (self.frames - 1) * self._hop + self._nperseg
 
     @property
     def nbytes(self) -> int:

@@ -80,7 +80,35 @@ def is_reference(magnitude_fn) -> bool:
     return getattr(magnitude_fn, "name", None) == "numpy" and getattr(magnitude_fn, "adc", 1) is None
 
 
-class StreamingSTFT:
+class FrameClock:
+    """The stream clock of a framer, shared by the single- and multi-sensor STFTs.
+
+    Needs ``origin`` (absolute index of the first sample), ``frames`` (frames computed so far),
+    ``_written`` (absolute index one past the last sample pushed), ``_hop``, ``_nperseg``, ``_n_frames``.
+    """
+
+    @property
+    def samples_seen(self) -> int:
+        """Absolute index one past the last sample pushed (the stream clock)."""
+        return self._written
+
+    @property
+    def ready(self) -> bool:
+        """True once a full image of ``n_frames`` columns exists."""
+        return self.frames >= self._n_frames
+
+    @property
+    def window_start(self) -> int:
+        """Absolute index of the first sample of the current image's window."""
+        return self.origin + (self.frames - self._n_frames) * self._hop
+
+    @property
+    def last_frame_end(self) -> int:
+        """Absolute index one past the last sample the newest frame used."""
+        return self.origin + (self.frames - 1) * self._hop + self._nperseg
+
+
+class StreamingSTFT(FrameClock):
     """Feature columns of a sample stream, one per hop, and the rolling ``n_frames`` image."""
 
     def __init__(self, cfg: SpectrogramConfig, *, magnitude_fn: MagnitudeFn = frame_magnitudes,
@@ -122,26 +150,6 @@ class StreamingSTFT:
         self.reset()
 
     # State -------------------------------------------------------------------------------------
-    @property
-    def samples_seen(self) -> int:
-        """Absolute index one past the last sample pushed (the stream clock)."""
-        return self._written
-
-    @property
-    def ready(self) -> bool:
-        """True once a full image of ``n_frames`` columns exists."""
-        return self.frames >= self._n_frames
-
-    @property
-    def window_start(self) -> int:
-        """Absolute index of the first sample of the current image's window."""
-        return self.origin + (self.frames - self._n_frames) * self._hop
-
-    @property
-    def last_frame_end(self) -> int:
-        """Absolute index one past the last sample the newest frame used."""
-        return self.origin + (self.frames - 1) * self._hop + self._nperseg
-
     @property
     def next_frame_end(self) -> int:
         """Absolute index one past the last sample the next frame needs."""
