@@ -3,3 +3,13 @@
 These modules stay light at import time (no TensorFlow at module level) so that ``edgecnn --help``
 and the device-side commands start fast and never load TensorFlow.
 """
+
+
+def add_bundle_data_arguments(parser) -> None:
+    """The arguments every command that evaluates a bundle on recordings takes, spelt once."""
+    parser.add_argument("bundle", help="bundle folder (edgecnn export)")
+    parser.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
+    parser.add_argument("--label-map", default=None,
+                        help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="window overlap in [0, 1) (default: the overlap the model was trained with)")

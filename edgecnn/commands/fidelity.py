@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgecnn.commands import add_bundle_data_arguments
 from edgecnn.errors import ConfigError
 
 
@@ -18,12 +19,7 @@ def register(sub) -> None:
                     "ADC), compare every frame with the float definition (SNR, max relative error), run the "
                     "bundle's int8 model on each backend's features (accuracy, agreement with the float "
                     "pipeline), and report the q15 path's SNR against signal level and its error budget.")
-    p.add_argument("bundle", help="bundle folder (edgecnn export)")
-    p.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
-    p.add_argument("--label-map", default=None,
-                   help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
-    p.add_argument("--overlap", type=float, default=None,
-                   help="window overlap in [0, 1) (default: the overlap the model was trained with)")
+    add_bundle_data_arguments(p)
     p.add_argument("--backends", default="numpy,cmsis-f32,cmsis-q15",
                    help="DSP backends to evaluate (default numpy,cmsis-f32,cmsis-q15)")
     p.add_argument("--runtime", choices=("litert", "tflm"), default="litert",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgecnn.commands import add_bundle_data_arguments
 from edgecnn.errors import ConfigError, InputError
 
 STREAM_MODES = ("auto", "synth", "data", "none")
@@ -15,12 +16,7 @@ def register(sub) -> None:
                        description="Evaluate every model file of a bundle in its runtime on the same windows, "
                                    "compare with float, stream float and int8 through firmware_sim, and fail "
                                    "(exit 1) when int8 falls too far below float.")
-    p.add_argument("bundle", help="bundle folder (edgecnn export)")
-    p.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
-    p.add_argument("--label-map", default=None,
-                   help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")
-    p.add_argument("--overlap", type=float, default=None,
-                   help="window overlap in [0, 1) (default: the one the model was trained with)")
+    add_bundle_data_arguments(p)
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="largest accuracy drop of an int8 variant below float (default 0.01)")
     p.add_argument("--min-agreement", type=float, default=0.98,
