@@ -105,11 +105,13 @@ def as_signal(values: Any, source: str, *, what: str = "signal", ndim: tuple[int
         raise InputError(f"{source}: {what} must be {' or '.join(f'{d}-D' for d in ndim)}, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{source}: {what} is empty")
-    arr = arr.astype(np.float32, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InputError(f"{source}: {what} has {bad} NaN/Inf samples; clean or drop the recording")
-    return arr
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and np.abs(arr).max() > np.finfo(np.float32).max:
+        raise InputError(f"{source}: {what} has values beyond float32's range (max |x| {np.abs(arr).max():.3g}); "
+                         f"rescale the recording")
+    return arr.astype(np.float32, copy=False)
 
 
 def _reason(exc: BaseException) -> str:

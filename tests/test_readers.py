@@ -120,6 +120,9 @@ def test_bad_values_raise_input_error(tmp_path):
     np.savez(tmp_path / "cplx.npz", signal=np.ones(5, dtype=complex), fs=100.0)
     with pytest.raises(InputError, match=r"cplx.npz: signal has dtype complex128; need real numbers"):
         read_recordings(tmp_path / "cplx.npz")
+    np.savez(tmp_path / "huge.npz", signal=np.array([1.0, 1e300]), fs=100.0)
+    with pytest.raises(InputError, match=r"huge.npz: signal has values beyond float32's range \(max \|x\| 1e\+300\)"):
+        read_recordings(tmp_path / "huge.npz")
     np.savez(tmp_path / "nofs.npz", signal=np.ones(5))
     with pytest.raises(InputError, match=r"nofs.npz: npz has no 'fs'"):
         read_recordings(tmp_path / "nofs.npz")
