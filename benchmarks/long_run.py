@@ -44,33 +44,12 @@ CYCLE = ((1, False), (2, False), (3, True), (4, False))
 GROWTH_LIMIT = 0.05
 
 TINY_BUNDLE_SCRIPT = r"""
-import json, sys
+import sys
 from pathlib import Path
-import keras, numpy as np
-from edgecnn import dsp, rundir, synth
-from edgecnn.config import SpectrogramConfig
 from export.writer import export_bundle
+from tests.util import write_tiny_run
 out = Path(sys.argv[1])
-data = synth.generate(n=96, seed=0, n_recordings=8)
-windows = data["signal"].astype(np.float32)
-labels = data["label"].argmax(axis=1).astype(np.int64)
-cfg = SpectrogramConfig(transform="log")
-mean, std = dsp.fit_normalisation(dsp.features(windows, cfg, normalise=False))
-cfg = cfg.with_normalisation(mean, std)
-keras.utils.set_random_seed(0)
-model = keras.Sequential([keras.Input(shape=cfg.input_shape),
-                          keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-                          keras.layers.Conv2D(16, 3, strides=2, activation="relu"),
-                          keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2, activation="softmax")])
-model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-model.fit(dsp.features(windows, cfg), labels, epochs=2, batch_size=16, verbose=0)
-run = out / "run"
-run.mkdir(parents=True)
-model.save(run / rundir.MODEL_FILE)
-doc = rundir.config_document(cfg, ["A", "B"], arch="tiny", label_map=None, seed=0, data={"source": "synth"})
-(run / rundir.CONFIG_FILE).write_text(json.dumps(doc))
-np.savez(run / rundir.CALIBRATION_FILE, windows=windows, labels=labels)
-export_bundle(run, out / "bundle", formats="tflite_int8", quiet=True)
+export_bundle(write_tiny_run(out / "run"), out / "bundle", formats="tflite_int8", quiet=True)
 """
 
 

@@ -7,59 +7,20 @@ with every default format. Both are session-scoped and take a few seconds each.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-TINY_CLASSES = ["A", "B"]
-
-
-def build_tiny_model(input_shape: tuple[int, ...], n_classes: int = 2):
-    """Conv2D stride 2 -> Conv2D stride 2 -> global average pooling -> Dense softmax."""
-    import keras
-
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
-        keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2"),
-        keras.layers.GlobalAveragePooling2D(name="pool"),
-        keras.layers.Dense(n_classes, activation="softmax", name="head"),
-    ], name="tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory) -> Path:
     """A complete, real run directory (format edgecnn-run v1) with a tiny trained CNN."""
-    import keras
+    from tests.util import write_tiny_run
 
-    from edgecnn import dsp, rundir, synth
-    from edgecnn.config import SpectrogramConfig
-
-    data = synth.generate(n=96, seed=0, n_recordings=8)
-    windows = data["signal"].astype(np.float32)
-    labels = data["label"].argmax(axis=1).astype(np.int64)
-    cfg = SpectrogramConfig(transform="log")
-    mean, std = dsp.fit_normalisation(dsp.features(windows, cfg, normalise=False))
-    cfg = cfg.with_normalisation(mean, std)
-    images = dsp.features(windows, cfg)
-
-    keras.utils.set_random_seed(0)
-    model = build_tiny_model(cfg.input_shape, len(TINY_CLASSES))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(images, labels, epochs=2, batch_size=16, verbose=0)
-
-    run = tmp_path_factory.mktemp("tiny_run")
-    model.save(run / rundir.MODEL_FILE)
-    doc = rundir.config_document(cfg, TINY_CLASSES, arch="tiny", label_map=None, seed=0,
-                                 data={"source": "synth n=96 seed=0", "windows": int(len(windows))})
-    (run / rundir.CONFIG_FILE).write_text(json.dumps(doc, indent=2))
-    np.savez(run / rundir.CALIBRATION_FILE, windows=windows, labels=labels)
-    return run
+    return write_tiny_run(tmp_path_factory.mktemp("tiny_run"))
 
 
 @pytest.fixture(scope="session")

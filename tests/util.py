@@ -1,4 +1,7 @@
-"""Shared test helpers: run the real CLI in a subprocess, locate the shared real data."""
+"""Shared test helpers: run the real CLI in a subprocess, locate the shared real data, build a tiny run.
+
+benchmarks/long_run.py and fault_table.py reuse ``write_tiny_run`` for their throwaway bundle.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +29,51 @@ def run_cli(*args: str, cwd: str | Path | None = None, timeout: float = 600, inp
     return subprocess.run([sys.executable, "-m", "edgecnn", *args], capture_output=True, text=input is None
                           or isinstance(input, str), cwd=cwd, timeout=timeout, input=input,
                           env=subprocess_env(**env))
+
+
+TINY_CLASSES = ["A", "B"]
+
+
+def build_tiny_model(input_shape: tuple[int, ...], n_classes: int = 2):
+    """Conv2D stride 2 -> Conv2D stride 2 -> global average pooling -> Dense softmax."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
+        keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(n_classes, activation="softmax", name="head"),
+    ], name="tiny")
+
+
+def write_tiny_run(run: Path) -> Path:
+    """A complete, real run directory (format edgecnn-run v1): a tiny CNN trained 2 epochs on synth windows."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from edgecnn import dsp, rundir, synth
+    from edgecnn.config import SpectrogramConfig
+
+    data = synth.generate(n=96, seed=0, n_recordings=8)
+    windows = data["signal"].astype(np.float32)
+    labels = data["label"].argmax(axis=1).astype(np.int64)
+    cfg = SpectrogramConfig(transform="log")
+    mean, std = dsp.fit_normalisation(dsp.features(windows, cfg, normalise=False))
+    cfg = cfg.with_normalisation(mean, std)
+    images = dsp.features(windows, cfg)
+
+    keras.utils.set_random_seed(0)
+    model = build_tiny_model(cfg.input_shape, len(TINY_CLASSES))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=2, batch_size=16, verbose=0)
+
+    run.mkdir(parents=True, exist_ok=True)
+    model.save(run / rundir.MODEL_FILE)
+    doc = rundir.config_document(cfg, TINY_CLASSES, arch="tiny", label_map=None, seed=0,
+                                 data={"source": "synth n=96 seed=0", "windows": int(len(windows))})
+    (run / rundir.CONFIG_FILE).write_text(json.dumps(doc, indent=2))
+    np.savez(run / rundir.CALIBRATION_FILE, windows=windows, labels=labels)
+    return run
