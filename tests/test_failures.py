@@ -166,7 +166,7 @@ DATA_CASES = {
                             "not a readable npz recording .*Object arrays cannot be loaded"),
     "object array in pickle": (lambda r: _pickle(r / "objects.pkl", {"signal": np.array([[1.0, "a"]] * 2, dtype=object),
                                                                      "label": np.eye(2)}), (), InputError,
-                               "signal has dtype object; need real numbers"),
+                               r"unsafe or corrupt pickle \(dtype 'O8' is refused"),
     "NaN in recording": (lambda r: _npz(r / "nan.npz", signal=np.where(np.arange(_X.size) == 7, np.nan, _X), fs=FS),
                          (), InputError, "signal has 1 NaN/Inf samples; clean or drop the recording"),
     "Inf in CSV recording": (lambda r: _bytes(r / "inf.csv", "\n".join(["0.5"] * 20000 + ["inf", "-inf"]).encode()),
