@@ -226,17 +226,29 @@ def _read_bundle(inputs: ReportInputs, bundle: Path, others: list[Path]) -> None
 
     inputs.manifest = load_bundle(bundle).manifest  # verified (schema, hashes): the page describes a sound bundle
     inputs.sources["bundle"] = str(bundle.resolve())
-    if (bundle / PARITY_FILE).is_file():
-        inputs.parity = _read_json(bundle / PARITY_FILE)
-        inputs.sources["parity"] = str((bundle / PARITY_FILE).resolve())
+    parity_file = _parity_file(bundle)
+    if parity_file is not None:
+        inputs.parity = _read_json(parity_file)
+        inputs.sources["parity"] = str(parity_file.resolve())
     inputs.fits = fit_checks(inputs.manifest)
     if others:
         inputs.compared = [model_row(bundle, inputs.manifest, inputs.parity, inputs.fits)]
     for other in others:
         manifest = load_bundle(other).manifest
-        parity = _read_json(other / PARITY_FILE) if (other / PARITY_FILE).is_file() else None
+        parity = _read_json(_parity_file(other)) if _parity_file(other) is not None else None
         inputs.compared.append(model_row(other, manifest, parity, fit_checks(manifest)))
         inputs.sources[f"bundle {other.name}"] = str(other.resolve())
+
+
+def _parity_file(bundle: Path) -> Path | None:
+    """``edgecnn parity``'s results: beside the bundle (``BUNDLE.parity.json``), or inside it where an
+    older edgecnn wrote them."""
+    from export.bundle import parity_results_path
+
+    for path in (parity_results_path(bundle), bundle / PARITY_FILE):
+        if path.is_file():
+            return path
+    return None
 
 
 def _read_stream(inputs: ReportInputs, stream: Path, plot: Path | None) -> None:
@@ -760,7 +772,8 @@ def _parity_section(inputs: ReportInputs) -> Html:
     parity = inputs.parity
     if not parity:
         if inputs.manifest:
-            note = missing("No parity.json in the bundle; run", "edgecnn parity BUNDLE --data DATA")
+            note = missing("No parity results beside the bundle (BUNDLE.parity.json); run",
+                           "edgecnn parity BUNDLE --data DATA")
         else:
             note = missing("No bundle found, so no parity figures; export one and check it:",
                            "edgecnn export RUN_DIR --out BUNDLE && edgecnn parity BUNDLE --data DATA")

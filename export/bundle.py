@@ -1,23 +1,38 @@
 """The bundle: the contract between training and the device. Schema, hashing, atomic writing, reading.
 
-A bundle is a folder with ``manifest.json`` (format ``edgecnn-bundle``, ``schema_version`` 1; every
-field is described in ``docs/bundle.md``) and the files it lists: model files under ``models`` and
-other files (golden vectors, the C array) under ``files``, each with its sha256 and size.
-``load_bundle`` refuses anything incomplete, tampered with, of a newer schema or of an unknown
-feature version, with one ``BundleError`` line.
+A bundle is a folder with ``manifest.json`` (format ``edgecnn-bundle``, ``schema_version`` 2; every
+field is described in ``docs/bundle.md``) and the files it lists: model files under ``models``,
+other files (golden vectors, the C array) under ``files``, and files that embed the bundle digest
+(the C header, generated firmware) under ``generated``, each with its sha256 and size.
 
-Device side: this module imports numpy and edgecnn's config only. It must never import TensorFlow,
-tf2onnx or keras (a test imports it in a fresh interpreter and checks ``sys.modules``).
+One **bundle digest** identifies a bundle everywhere: the sha256 of the canonical manifest
+(:func:`canonical_json`) without ``bundle_digest`` itself and without ``generated``
+(:func:`bundle_digest`, the one definition; export calls it before writing the files that embed
+it). The manifest stores it, so an edited manifest is caught without a signature; an optional
+Ed25519 signature (``signature.json``, ``export.signing``) covers the whole manifest.
+
+``load_bundle`` refuses anything incomplete, tampered with, of another schema or of an unknown
+feature version, with one ``BundleError`` line: the digest, the signature (when present or
+required), every listed file (a regular file inside the folder, never through a symbolic link, of
+the listed size and sha256), and the manifest's meaning against the int8/float TFLite files'
+own tensors and embedded settings.
+
+Device side: this module imports numpy, flatbuffers and edgecnn's config only (``cryptography``
+lazily, for signatures). It must never import TensorFlow, tf2onnx or keras (a test imports it in a
+fresh interpreter and checks ``sys.modules``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +44,26 @@ from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import BundleError, ConfigError, InputError
 
 BUNDLE_FORMAT = "edgecnn-bundle"
-SCHEMA_VERSION = 1
+#: 2: ``bundle_digest`` and ``generated`` (a bundle without a digest cannot be told from an edited one).
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
+#: The manifest field holding the bundle digest, and the section of files that embed it: both are
+#: left out of the digest (:func:`bundle_digest`); the signature covers them.
+DIGEST_FIELD = "bundle_digest"
+GENERATED_SECTION = "generated"
+DIGEST_EXCLUDED = (DIGEST_FIELD, GENERATED_SECTION)
+#: Beside the manifest, never listed in it (it signs the manifest): see export.signing.
+SIGNATURE_FILE = "signature.json"
+#: The C macro the generated header defines to the bundle digest (firmware reports it).
+C_DIGEST_MACRO = "EDGECNN_BUNDLE_DIGEST"
+#: Largest manifest read (a real one is about 15 KB).
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+#: Deepest sub-folder a listed file may sit in (``firmware/src/x.c`` is 2).
+MAX_NAME_DEPTH = 4
+#: ``edgecnn parity`` results sit beside the bundle (:func:`parity_results_path`), never inside it.
+PARITY_SUFFIX = ".parity.json"
+ONNX_NOT_CROSS_CHECKED = ("ONNX files are checked by size and sha256 only; their embedded settings are not "
+                          "cross-checked against the manifest (reading ONNX needs the onnx package)")
 GOLDEN_FILE = "golden.npz"
 #: Golden vectors of the q15 DSP path (firmware_sim.golden_vectors), when the device declares cmsis-q15.
 GOLDEN_Q15_FILE = "golden_q15.npz"
@@ -142,7 +175,7 @@ class ModelEntry:
         where = f"{MANIFEST_FILE}: models[{file!r}]"
         if not isinstance(data, dict):
             raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
-        _check_plain_name(file, where)
+        _check_name(file, where)
         try:
             entry = cls(file=file, format=str(data["format"]), dtype=str(data["dtype"]),
                         sha256=str(data["sha256"]), bytes=int(data["bytes"]),
@@ -171,6 +204,24 @@ class Bundle:
     cfg: SpectrogramConfig
     classes: list[str]
     models: dict[str, ModelEntry]
+    digest: str = ""
+    """The bundle digest (64 hex digits): what export, inspect and stream print and firmware embeds."""
+    signature: Any = None
+    """``export.signing.SignatureStatus`` of a signed bundle (verified), None when unsigned."""
+    checks_skipped: tuple[str, ...] = ()
+    """Cross-checks this loader could not make, each as a short sentence (e.g. ONNX metadata)."""
+
+    @property
+    def listed_files(self) -> list[str]:
+        """Every file the manifest lists (models, files, generated)."""
+        return [*self.models, *_section(self.manifest, "files"), *_section(self.manifest, GENERATED_SECTION)]
+
+    def unlisted_files(self) -> list[str]:
+        """Files in the folder the manifest does not list (never read by the device side, not covered
+        by the digest or the signature), e.g. results someone put there."""
+        listed = {*self.listed_files, MANIFEST_FILE, SIGNATURE_FILE}
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                      if (p.is_file() or p.is_symlink()) and str(p.relative_to(self.path)) not in listed)
 
     def model(self, format: str = "tflite", dtype: str = "int8") -> ModelEntry:  # noqa: A002
         """The model file of this format and dtype; BundleError naming what exists otherwise."""
@@ -218,23 +269,128 @@ class Bundle:
             raise BundleError(f"{path}: cannot read golden vectors ({exc})") from None
 
 
-def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
-    """Open and verify a bundle (schema, feature version, every listed file's size and sha256)."""
+def canonical_json(value: Any) -> bytes:
+    """The canonical bytes of a JSON document: sorted keys, no spaces, ASCII, no NaN/Infinity.
+
+    Equal documents give equal bytes whatever their formatting in the file (the digest and the
+    signature are of the content, not of the indentation).
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def bundle_digest(manifest: dict) -> str:
+    """The bundle digest of a manifest: sha256 (hex) of :func:`canonical_json` of the manifest
+    without ``bundle_digest`` and ``generated``.
+
+    The one definition: export calls it on the manifest once every listed file but the generated
+    ones is written and hashed, then writes the files that embed it (the C header, firmware
+    sources), lists those under ``generated`` and stores the digest under ``bundle_digest``.
+    Every other key, including sections added later (e.g. a decision policy), is covered.
+    """
+    covered = {key: value for key, value in manifest.items() if key not in DIGEST_EXCLUDED}
+    return hashlib.sha256(canonical_json(covered)).hexdigest()
+
+
+def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signature: Any = None) -> Bundle:
+    """Open and verify a bundle: schema, digest, signature, every listed file, the models' own view.
+
+    ``require_signature``: a public key (``export.signing.load_public_key``) or the path of a PEM
+    public key file; the bundle must then carry a valid signature by that key. Without it a signed
+    bundle's signature is still checked (against the key it names). ``verify_hashes=False`` skips
+    only the files' sha256 (sizes, the digest and the signature are still checked).
+    """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"{path}: not a bundle directory "
                           f"(write one with `edgecnn export RUN_DIR --out {path}`)")
     manifest_path = path / MANIFEST_FILE
+    with _BundleFolder(path) as folder:
+        manifest = _parse_manifest(folder.read(MANIFEST_FILE, limit=MAX_MANIFEST_BYTES, missing=(
+            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export")), manifest_path)
+        _check_schema(manifest, manifest_path)
+        digest = _check_digest(manifest, manifest_path)
+        signature = _check_signature(folder, manifest, require_signature)
+        try:
+            cfg = SpectrogramConfig.from_dict(manifest.get("dsp"))
+        except ConfigError as exc:
+            raise BundleError(f"{manifest_path}: dsp: {exc}") from None
+        classes = manifest.get("classes")
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+            raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
+        expected_shape = [1, *cfg.input_shape]
+        input_doc = manifest.get("input")
+        shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
+        if shape != expected_shape:
+            raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
+                              f"{expected_shape}")
+        models_doc = manifest.get("models")
+        if not isinstance(models_doc, dict) or not models_doc:
+            raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
+        models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
+        listed: set[str] = set()
+        embedding: list[tuple[Path, bytes]] = []
+        for entry in models.values():
+            _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
+            listed.add(entry.file)
+            data = folder.verify(entry.file, entry.bytes, entry.sha256, verify_hashes,
+                                 keep=entry.format == "tflite")
+            if entry.format == "tflite":
+                _check_tflite(path / entry.file, data, entry, manifest)
+        files_doc = manifest.get("files", {})
+        generated_doc = manifest.get(GENERATED_SECTION, {})
+        for section, doc in (("files", files_doc), (GENERATED_SECTION, generated_doc)):
+            if not isinstance(doc, dict):
+                raise BundleError(f"{manifest_path}: {section!r} must be an object")
+            for file, data in doc.items():
+                where = f"{MANIFEST_FILE}: {section}[{file!r}]"
+                _check_name(file, where)
+                if file in listed:
+                    raise BundleError(f"{where}: {file!r} is listed twice in the manifest")
+                listed.add(file)
+                try:
+                    size, file_digest = int(data["bytes"]), str(data["sha256"])
+                except (KeyError, TypeError, ValueError):
+                    raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
+                content = folder.verify(file, size, file_digest, verify_hashes, keep=_embeds_digest(manifest, file))
+                if content is not None:
+                    embedding.append((path / file, content))
+    golden = manifest.get("golden")
+    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
+        raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
+    _check_device(manifest.get("device"), files_doc, manifest_path)
+    for file, content in embedding:  # last: the checks above say more precisely what an edit broke
+        _check_embedded_digest(file, content, digest)
+    notes = (ONNX_NOT_CROSS_CHECKED,) if any(e.format == "onnx" for e in models.values()) else ()
+    return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models, digest=digest,
+                  signature=signature, checks_skipped=notes)
+
+
+def _parse_manifest(data: bytes, manifest_path: Path) -> dict:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            raise BundleError(f"{manifest_path}: key(s) {twice} appear twice in one object; a manifest "
+                              f"must mean one thing to every JSON reader")
+        return dict(pairs)
+
+    def no_constants(name: str) -> Any:
+        raise BundleError(f"{manifest_path}: {name} is not a JSON number")
+
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise BundleError(
-            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export") from None
+        manifest = json.loads(data, object_pairs_hook=no_duplicates, parse_constant=no_constants)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BundleError(f"{manifest_path}: nested too deeply to be a manifest") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise BundleError(f"{manifest_path}: format {found!r} is not {BUNDLE_FORMAT!r}")
+    return manifest
+
+
+def _check_schema(manifest: dict, manifest_path: Path) -> None:
     version = manifest.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise BundleError(f"{manifest_path}: schema_version {version!r} is not a positive integer")
@@ -242,44 +398,104 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{manifest_path}: schema_version {version} is newer than this edgecnn reads "
                           f"({SCHEMA_VERSION}); upgrade edgecnn")
     if version != SCHEMA_VERSION:
-        raise BundleError(
-            f"{manifest_path}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+        raise BundleError(f"{manifest_path}: schema_version {version} is not supported (expected "
+                          f"{SCHEMA_VERSION}: it carries no bundle digest); re-export the bundle")
+
+
+def _check_digest(manifest: dict, manifest_path: Path) -> str:
+    stored = manifest.get(DIGEST_FIELD)
+    if not isinstance(stored, str) or not re.fullmatch(r"[0-9a-f]{64}", stored):
+        raise BundleError(f"{manifest_path}: {DIGEST_FIELD} {str(stored)[:70]!r} is not a sha256 hex digest; "
+                          f"the manifest was edited (re-export the bundle)")
+    actual = bundle_digest(manifest)
+    if actual != stored:
+        raise BundleError(f"{manifest_path}: content does not match its {DIGEST_FIELD} ({stored[:16]}..., "
+                          f"recomputed {actual[:16]}...); the manifest was modified after export")
+    return actual
+
+
+def _check_signature(folder: _BundleFolder, manifest: dict, required: Any):
+    if not folder.exists(SIGNATURE_FILE):
+        if required is not None:
+            raise BundleError(f"{folder.root}: unsigned bundle (no {SIGNATURE_FILE}); a signature is required "
+                              f"(sign at export: edgecnn export --sign KEY)")
+        return None
+    from export import signing
+
+    where = folder.root / SIGNATURE_FILE
+    if required is not None and isinstance(required, (str, Path)):
+        required = signing.load_public_key(required)
+    document = signing.read_signature_document(folder.read(SIGNATURE_FILE, limit=signing.MAX_SIGNATURE_BYTES),
+                                               where)
+    return signing.verify(manifest, document, where, required_key=required)
+
+
+def _check_tflite(file: Path, data: bytes, entry: ModelEntry, manifest: dict) -> None:
+    """The manifest's meaning against the TFLite file's own: I/O tensors and embedded settings."""
+    from export.tflite_reader import read_tflite
+
     try:
-        cfg = SpectrogramConfig.from_dict(manifest.get("dsp"))
-    except ConfigError as exc:
-        raise BundleError(f"{manifest_path}: dsp: {exc}") from None
-    classes = manifest.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
-    expected_shape = [1, *cfg.input_shape]
-    input_doc = manifest.get("input")
-    shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
-    if shape != expected_shape:
-        raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
-                          f"{expected_shape}")
-    models_doc = manifest.get("models")
-    if not isinstance(models_doc, dict) or not models_doc:
-        raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
-    models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
-    for entry in models.values():
-        _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
-        _verify_file(path, entry.file, entry.bytes, entry.sha256, verify_hashes)
-    files_doc = manifest.get("files", {})
-    if not isinstance(files_doc, dict):
-        raise BundleError(f"{manifest_path}: 'files' must be an object")
-    for file, data in files_doc.items():
-        where = f"{MANIFEST_FILE}: files[{file!r}]"
-        _check_plain_name(file, where)
-        try:
-            size, digest = int(data["bytes"]), str(data["sha256"])
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
-        _verify_file(path, file, size, digest, verify_hashes)
-    golden = manifest.get("golden")
-    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
-        raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
-    _check_device(manifest.get("device"), files_doc, manifest_path)
-    return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
+        model = read_tflite(data)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: not a readable TFLite flatbuffer ({exc})") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BundleError(f"{file}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; a bundle "
+                          f"model has one of each")
+    for role, spec, tensor in (("input", entry.input, model.inputs[0]), ("output", entry.output, model.outputs[0])):
+        file_scale = tensor.scale[0] if len(tensor.scale) == 1 and tensor.scale[0] != 0.0 else None
+        file_zero = tensor.zero_point[0] if file_scale is not None and len(tensor.zero_point) == 1 else None
+        said = (spec.dtype, tuple(spec.shape), spec.scale, spec.zero_point)
+        # The manifest keeps LiteRT's float64 view of the file's float32 scale: compare as float32.
+        same = (spec.dtype == tensor.dtype and tuple(spec.shape) == tensor.shape and spec.zero_point == file_zero
+                and (spec.scale is None) == (file_scale is None)
+                and (spec.scale is None or np.float32(spec.scale) == np.float32(file_scale)))
+        if not same:
+            raise BundleError(f"{file}: the manifest gives the {role} as {_tensor_text(*said)}, the model file "
+                              f"as {_tensor_text(tensor.dtype, tensor.shape, file_scale, file_zero)}; the "
+                              f"manifest was edited or belongs to another model")
+    settings = model.metadata.get(MODEL_METADATA_KEY)
+    if settings is None:
+        raise BundleError(f"{file}: carries no {MODEL_METADATA_KEY!r} metadata (classes, DSP config); "
+                          f"not a model edgecnn exported")
+    try:
+        embedded = json.loads(settings)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: its {MODEL_METADATA_KEY!r} metadata is not JSON ({exc})") from None
+    for key in ("classes", "dsp"):
+        if not isinstance(embedded, dict) or embedded.get(key) != manifest.get(key):
+            raise BundleError(f"{file}: the model was exported with {key} {_brief(embedded, key)}, the manifest "
+                              f"says {_brief(manifest, key)}; the manifest was edited or belongs to another model")
+
+
+def _tensor_text(dtype: str, shape: tuple, scale: float | None, zero_point: int | None) -> str:
+    quant = f" scale {scale!r} zero point {zero_point}" if scale is not None else ""
+    return f"{dtype} {list(shape)}{quant}"
+
+
+def _brief(doc: Any, key: str) -> str:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _embeds_digest(manifest: dict, file: str) -> bool:
+    c_array = manifest.get("c_array")
+    return isinstance(c_array, dict) and c_array.get("header") == file and file in _section(manifest,
+                                                                                            GENERATED_SECTION)
+
+
+def _check_embedded_digest(file: Path, content: bytes, digest: str) -> None:
+    match = re.search(rb"#define\s+" + C_DIGEST_MACRO.encode() + rb'\s+"([0-9a-f]{64})"', content)
+    if match is None:
+        raise BundleError(f"{file}: defines no {C_DIGEST_MACRO}; the header was not written by this export")
+    if match.group(1).decode() != digest:
+        raise BundleError(f"{file}: embeds bundle digest {match.group(1).decode()[:16]}..., the bundle's is "
+                          f"{digest[:16]}...; the header belongs to another bundle")
+
+
+def _section(manifest: dict, key: str) -> dict:
+    doc = manifest.get(key)
+    return doc if isinstance(doc, dict) else {}
 
 
 def _check_model_shapes(entry: ModelEntry, expected_input: list[int], n_classes: int, where: Path) -> None:
@@ -322,26 +538,109 @@ def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
         raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
 
 
-def _verify_file(root: Path, name: str, size: int, digest: str, verify_hash: bool) -> None:
-    file = root / name
-    if not file.is_file():
-        raise BundleError(
-            f"{root}: {name} is listed in {MANIFEST_FILE} but missing; the bundle is incomplete")
-    actual = file.stat().st_size
-    if actual != size:
-        raise BundleError(f"{file}: {actual} bytes, the manifest says {size}; the file was modified")
-    if verify_hash and sha256_file(file) != digest:
-        raise BundleError(f"{file}: sha256 does not match the manifest; the file was modified")
+class _BundleFolder:
+    """The bundle folder, opened once: its members are opened relative to it, never through a
+    symbolic link, and must be regular files (a FIFO or device would block or never end)."""
+
+    _FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_DIRECTORY", 0)
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __enter__(self) -> _BundleFolder:
+        try:
+            self.fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            raise BundleError(f"{self.root}: cannot open the bundle folder ({exc.strerror})") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self.fd)
+
+    def exists(self, name: str) -> bool:
+        try:
+            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _open(self, name: str, missing: str | None = None) -> int:
+        parts = name.split("/")
+        opened: list[int] = []
+        parent = self.fd
+        try:
+            for part in parts[:-1]:
+                parent = os.open(part, self._DIR_FLAGS, dir_fd=parent)
+                opened.append(parent)
+            fd = os.open(parts[-1], self._FILE_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            raise BundleError(missing or f"{self.root}: {name} is listed in {MANIFEST_FILE} but missing; "
+                                         f"the bundle is incomplete") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                raise BundleError(f"{self.root / name}: a symbolic link (or under one); a bundle holds regular "
+                                  f"files only, and none outside its folder") from None
+            raise BundleError(f"{self.root / name}: cannot open it ({exc.strerror})") from None
+        finally:
+            for fd_ in opened:
+                os.close(fd_)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise BundleError(f"{self.root / name}: not a regular file; a bundle holds regular files only")
+        return fd
+
+    def read(self, name: str, *, limit: int, missing: str | None = None) -> bytes:
+        fd = self._open(name, missing)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise BundleError(f"{self.root / name}: larger than {limit} bytes; not a bundle file")
+        return data
+
+    def verify(self, name: str, size: int, digest: str, verify_hash: bool, *, keep: bool = False) -> bytes | None:
+        """Check a listed file's size and sha256; return its bytes when ``keep``."""
+        fd = self._open(name)
+        with os.fdopen(fd, "rb") as handle:
+            actual = os.fstat(handle.fileno()).st_size
+            file = self.root / name
+            if actual != size:
+                raise BundleError(f"{file}: {actual} bytes, the manifest says {size}; the file was modified")
+            if not (verify_hash or keep):
+                return None
+            hasher = hashlib.sha256()
+            chunks = []
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+                if keep:
+                    chunks.append(chunk)
+        if verify_hash and hasher.hexdigest() != digest:
+            raise BundleError(f"{file}: sha256 does not match the manifest; the file was modified")
+        return b"".join(chunks) if keep else None
 
 
-def _check_plain_name(name: str, where: str) -> None:
-    # A manifest must not point outside its own folder.
-    if not name or name != Path(name).name or name in (".", ".."):
-        raise BundleError(f"{where}: {name!r} is not a plain file name inside the bundle")
+def _check_name(name: str, where: str) -> None:
+    # A listed file is a relative path inside the bundle: no absolute paths, no '..', no backslashes
+    # (a Windows separator), no control characters, and never the manifest or the signature.
+    parts = name.split("/") if isinstance(name, str) else []
+    if (not parts or any(p in ("", ".", "..") for p in parts) or len(parts) > MAX_NAME_DEPTH
+            or "\\" in name or any(ord(c) < 32 for c in name) or name in (MANIFEST_FILE, SIGNATURE_FILE)):
+        raise BundleError(f"{where}: {name!r} is not a file name inside the bundle (a relative path without "
+                          f"'..', at most {MAX_NAME_DEPTH} levels deep)")
 
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def parity_results_path(bundle_dir: str | Path) -> Path:
+    """Where ``edgecnn parity`` writes its results: beside the bundle, ``BUNDLE_DIR.parity.json``.
+
+    Results derived from a bundle stay out of it: the bundle's content is what the digest and the
+    signature cover, and a result written into it later would change neither yet sit among it.
+    """
+    bundle_dir = Path(bundle_dir)
+    return bundle_dir.absolute().parent / f"{bundle_dir.absolute().name}{PARITY_SUFFIX}"
 
 
 def sha256_file(path: str | Path) -> str:

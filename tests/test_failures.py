@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edgecnn.errors import InputError
 from edgecnn.readers import read_recordings
-from tests.util import run_cli, subprocess_env
+from tests.util import reseal_manifest, run_cli, subprocess_env
 
 SUFFIXES = [".pkl", ".npz", ".wav", ".csv", ".mat"]
 
@@ -195,12 +195,20 @@ PARITY_CASES = ["truncated npz", "NaN in recording", "rate not exactly resamplab
                 "pickle with a code-running payload"]
 
 
-def _edit_manifest(bundle: Path, edit) -> Path:
+def _edit_manifest(bundle: Path, edit, *, reseal: bool = True) -> Path:
+    """Edit the manifest; recompute its digest unless ``reseal`` is False (an edit the digest catches)."""
     path = bundle / "manifest.json"
     manifest = json.loads(path.read_text())
     edit(manifest)
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(reseal_manifest(manifest) if reseal else manifest))
     return bundle
+
+
+def _symlink_model(bundle: Path) -> None:
+    model = bundle / "model_int8.tflite"
+    outside = bundle.parent / "elsewhere.tflite"
+    model.rename(outside)
+    model.symlink_to(outside)
 
 
 def _flip_byte(path: Path) -> None:
@@ -234,6 +242,16 @@ BUNDLE_CASES = {
     "model input disagrees with DSP config": (
         lambda b: _edit_manifest(b, _reshape_everything),
         r"model_int8.tflite takes input shape \[1, 129, 44, 1\], but the DSP config makes \[1, 129, 53, 1\]"),
+    "manifest edited after export": (
+        lambda b: _edit_manifest(b, lambda m: m.update(classes=m["classes"][::-1]), reseal=False),
+        r"manifest.json: content does not match its bundle_digest .*; the manifest was modified after export"),
+    "classes swapped, digest recomputed": (
+        lambda b: _edit_manifest(b, lambda m: m.update(classes=m["classes"][::-1])),
+        r"model_int8.tflite: the model was exported with classes \[\"A\", \"B\"\], the manifest says "
+        r"\[\"B\", \"A\"\]"),
+    "model file is a symbolic link": (_symlink_model,
+                                      r"model_int8.tflite: a symbolic link \(or under one\); a bundle holds regular "
+                                      r"files only"),
 }
 
 def _edit_run_config(run: Path, edit) -> None:
@@ -244,7 +262,8 @@ def _edit_run_config(run: Path, edit) -> None:
 
 
 #: Bundle cases also run through ``edgecnn stream`` (the same reader; a few suffice).
-STREAMED_BUNDLE_CASES = ["unknown feature_version", "altered model file", "model input disagrees with DSP config"]
+STREAMED_BUNDLE_CASES = ["unknown feature_version", "altered model file", "model input disagrees with DSP config",
+                         "manifest edited after export", "model file is a symbolic link"]
 
 RUN_CASES = {
     "missing model file": (lambda r: (r / "model.keras").unlink(), "model.keras is missing; the run is incomplete"),
