@@ -1,8 +1,9 @@
 """The HTML report: one self-contained page about a run, its bundle, parity and a stream.
 
-Two halves. :func:`collect` finds and reads what a run directory, a bundle (with the ``parity.json``
-``edgecnn parity`` leaves in it) and an ``edgecnn stream --json`` result hold; it reads files and
-never writes any, and plots (in memory) only the figures the run directory does not already have.
+Two halves. :func:`collect` finds and reads what a run directory, a bundle (with the results
+``edgecnn parity`` leaves beside it, ``BUNDLE.parity.json``) and an ``edgecnn stream --json`` result
+hold; it reads files and never writes any, and plots (in memory) only the figures the run directory
+does not already have.
 :func:`render_html` is pure: a :class:`ReportInputs` in, one HTML string out, every image a base64
 PNG data URI, an inline stylesheet, no external resource and no JavaScript, so the file can be
 mailed, archived by CI, or opened offline. Every piece of text from the inputs is HTML-escaped.
@@ -58,7 +59,7 @@ class ReportInputs:
     manifest: dict | None = None
     """The bundle's ``manifest.json``."""
     parity: dict | None = None
-    """The bundle's ``parity.json`` (``edgecnn parity``)."""
+    """The bundle's parity results (``edgecnn parity``, ``BUNDLE.parity.json``)."""
     stream: dict | None = None
     """What ``edgecnn stream --json`` wrote."""
     fits: list[dict] = dataclasses.field(default_factory=list)

@@ -19,8 +19,8 @@ result: plain containers and scalars stay, each recorded array or scalar is vali
 kind bool, signed/unsigned int, float, complex, or fixed-width text ``U``/``S``, with an explicit
 byte order and no fields, sub-arrays or metadata; a shape of non-negative ints; a byte count equal
 to the shape's; all arrays together no larger than the file) and only then built with
-``np.frombuffer(...).reshape(...)`` as a copy. numpy is never imported through the pickle's
-module names, so a numpy 2 pickle reads under numpy 1.26 and the reverse.
+``np.frombuffer(...).reshape(...)`` (a copy, or protocol 5's private buffer adopted). numpy is never
+imported through the pickle's module names, so a numpy 2 pickle reads under numpy 1.26 and the reverse.
 
 numpy and the standard library only (the device side replays pickles through this module).
 """
@@ -191,6 +191,7 @@ class _Materialiser:
         self.budget = byte_budget
         self.used = 0
         self.memo: dict[int, Any] = {}  # id(parsed object) -> converted (shared references stay shared)
+        self.adopted: set[int] = set()  # ids of bytearrays arrays were built on without a copy
 
     def convert(self, obj: Any, depth: int) -> Any:
         kind = type(obj)
@@ -242,7 +243,7 @@ class _Materialiser:
                                 f"(numpy pickles arrays through _reconstruct or _frombuffer)")
         return array
 
-    def build(self, dtype: np.dtype, shape: tuple[int, ...], raw: bytes, order: str,
+    def build(self, dtype: np.dtype, shape: tuple[int, ...], raw: bytes | bytearray, order: str,
               axes: tuple[int, ...] | None = None) -> np.ndarray:
         count = 1
         for dim in shape:
@@ -262,6 +263,11 @@ class _Materialiser:
             array = flat.reshape(shape, order="C").transpose(axes)
         else:
             array = flat.reshape(shape, order=order)
+        # A bytearray (protocol 5's in-band buffer) is private and writable: the array adopts it. Bytes
+        # are immutable (the array would be read-only) and a buffer used twice would alias: copy those.
+        if type(raw) is bytearray and id(raw) not in self.adopted:
+            self.adopted.add(id(raw))
+            return array
         return array.copy(order="K")
 
 
@@ -349,9 +355,9 @@ def _shape(shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _raw(raw: Any, what: str) -> bytes:
+def _raw(raw: Any, what: str) -> bytes | bytearray:
     if type(raw) in (bytes, bytearray):
-        return bytes(raw) if type(raw) is bytearray else raw
+        return raw
     if type(raw) is str:  # a Python 2 pickle's str, decoded as latin-1 (numpy re-encodes it too)
         return raw.encode("latin-1")
     raise PickleRefused(f"{what} is a {type(raw).__name__}, not bytes (object arrays are not data)")

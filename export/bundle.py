@@ -415,6 +415,10 @@ def _check_digest(manifest: dict, manifest_path: Path) -> str:
 
 
 def _check_signature(folder: _BundleFolder, manifest: dict, required: Any):
+    if isinstance(required, (str, Path)):
+        from export import signing
+
+        required = signing.load_public_key(required)  # a bad key is refused whatever the bundle
     if not folder.exists(SIGNATURE_FILE):
         if required is not None:
             raise BundleError(f"{folder.root}: unsigned bundle (no {SIGNATURE_FILE}); a signature is required "
@@ -423,8 +427,6 @@ def _check_signature(folder: _BundleFolder, manifest: dict, required: Any):
     from export import signing
 
     where = folder.root / SIGNATURE_FILE
-    if required is not None and isinstance(required, (str, Path)):
-        required = signing.load_public_key(required)
     document = signing.read_signature_document(folder.read(SIGNATURE_FILE, limit=signing.MAX_SIGNATURE_BYTES),
                                                where)
     return signing.verify(manifest, document, where, required_key=required)

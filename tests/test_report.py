@@ -23,7 +23,7 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html, size
-from tests.util import subprocess_env
+from tests.util import subprocess_env, write_resealed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -82,10 +82,10 @@ def parse(page: str) -> PageParser:
 
 @pytest.fixture(scope="module")
 def demo_folder(trained_run_dir, trained_bundle, trained_data, tmp_path_factory) -> Path:
-    """What `edgecnn demo --out DIR` leaves: a run, its bundle with parity.json, a stream result and plot."""
+    """What `edgecnn demo --out DIR` leaves: a run, its bundle and its parity results, a stream result and plot."""
     folder = tmp_path_factory.mktemp("report_demo")
     shutil.copytree(trained_run_dir, folder / "run")
-    # A copy: other tests run parity on the shared bundle and would overwrite its parity.json.
+    # A copy: other tests run parity on the shared bundle and would overwrite its parity results.
     bundle = shutil.copytree(trained_bundle, folder / "bundle")
     assert main(["parity", str(bundle), "--data", str(trained_data), "--quiet"]) in (0, 1)
     assert main(["stream", str(bundle), "--source", "synth:duration=20,onset=10,seed=1", "--json",
@@ -124,7 +124,7 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
     assert widths["training curves"] == 810  # the run's own PNG (9 in x 90 dpi), not a re-plot
 
     # The parity table shows the bundle's figures, variant by variant.
-    parity = json.loads((demo_folder / "bundle" / "parity.json").read_text())
+    parity = json.loads((demo_folder / "bundle.parity.json").read_text())  # parity writes beside the bundle
     model = parity["model_level"]
     rows = {row[0]: row for row in dom.tables["parity-table"][1:]}
     assert set(rows) == set(model["variants"])
@@ -204,17 +204,16 @@ def test_report_from_a_run_or_a_bundle_alone(demo_folder, trained_run_dir, tmp_p
     assert main(["report", str(trained_run_dir), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     page = out.read_text()
-    assert "No parity.json" not in page and "edgecnn export RUN_DIR --out BUNDLE" in page
+    assert "No parity results" not in page and "edgecnn export RUN_DIR --out BUNDLE" in page
     assert len(parse(page).images) == 4
     assert [p.name for p in tmp_path.iterdir()] == ["run.html"]  # written atomically, nothing left over
 
-    bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "fresh_bundle")
-    (bundle / "parity.json").unlink()
+    bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "fresh_bundle")  # without its parity results
     out = tmp_path / "bundle.html"
     assert main(["report", str(bundle), "--out", str(out), "--stream-json", str(demo_folder / "stream.json"),
                  "--quiet"]) == 0
     page = out.read_text()
-    assert "No parity.json in the bundle" in page and "edgecnn parity BUNDLE --data DATA" in page
+    assert "No parity results beside the bundle" in page and "edgecnn parity BUNDLE --data DATA" in page
     # The bundle's run is found through its manifest; the stream plot beside the JSON is used.
     dom = parse(page)
     assert {img["alt"] for img in dom.images} >= {"training curves", "stream timeline"}
@@ -287,14 +286,13 @@ def test_a_json_that_is_not_a_stream_result_is_refused(tiny_bundle, tmp_path, ca
     assert main(["report", str(tiny_bundle), "--stream-json", str(bogus), "--out", str(tmp_path / "r.html")]) == 2
     assert "not an `edgecnn stream --json` result" in capsys.readouterr().err
     # The tiny fixture run has a config but no metrics, history or plots: the page says what is missing.
-    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    (bundle / "parity.json").unlink(missing_ok=True)  # other tests run parity on the shared fixture
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")  # a copy: parity results stay beside the original
     inputs = collect(bundle)
     assert inputs.manifest is not None and inputs.run_config is not None and inputs.metrics is None
     page = render_html(inputs)
     dom = parse(page)
     assert dom.images == [] and "fit-table" in dom.tables
-    assert "No per-recording figures found." in page and "No parity.json in the bundle" in page
+    assert "No per-recording figures found." in page and "No parity results beside the bundle" in page
 
 
 def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tiny_bundle, tmp_path):
@@ -306,7 +304,7 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     shutil.copytree(tiny_run_dir, demo / "runs" / run_name)
     # As after moving the folder to another machine: the recorded absolute run path is gone.
     manifest["training"]["run_path"] = str(tmp_path / "elsewhere" / run_name)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_resealed(bundle, manifest)  # an edit, so digest and header follow it
     (demo / "notes.json").write_text("{}")
     (demo / "stream_result.json").write_text(json.dumps({"timing": {}, "events": [], "decisions": 0}))
     found = locate(demo)
