@@ -5,11 +5,12 @@ field is described in ``docs/bundle.md``) and the files it lists: model files un
 other files (golden vectors, the C array) under ``files``, and files that embed the bundle digest
 (the C header, generated firmware) under ``generated``, each with its sha256 and size.
 
-One **bundle digest** identifies a bundle everywhere: the sha256 of the canonical manifest
-(:func:`canonical_json`) without ``bundle_digest`` itself and without ``generated``
-(:func:`bundle_digest`, the one definition; export calls it before writing the files that embed
-it). The manifest stores it, so an edited manifest is caught without a signature; an optional
-Ed25519 signature (``signature.json``, ``export.signing``) covers the whole manifest.
+One **bundle digest** identifies a bundle everywhere: the sha256 of the canonical manifest without
+``bundle_digest`` itself and without ``generated`` (``export.integrity.bundle_digest``, the one
+definition, re-exported here; export calls it before writing the files that embed it). The manifest
+stores it, so an edited manifest is caught without a signature; an optional Ed25519 signature
+(``signature.json``, ``export.signing``) covers the whole manifest. ``export.integrity`` also reads
+the folder's files (no symbolic links, regular files only) and checks the names listed.
 
 ``load_bundle`` refuses anything incomplete, tampered with, of another schema or of an unknown
 feature version, with one ``BundleError`` line: the digest, the signature (when present or
@@ -26,13 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import json
 import os
-import re
 import shutil
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,24 +40,27 @@ import numpy as np
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import BundleError, ConfigError, InputError
+from export.integrity import (  # noqa: F401 - part of this module's API (writer, signing, tests)
+    C_DIGEST_MACRO,
+    DIGEST_EXCLUDED,
+    DIGEST_FIELD,
+    GENERATED_SECTION,
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_FILE,
+    BundleFolder,
+    bundle_digest,
+    canonical_json,
+    check_digest,
+    check_embedded_digest,
+    check_name,
+    check_signature,
+    parse_manifest,
+)
 
 BUNDLE_FORMAT = "edgecnn-bundle"
 #: 2: ``bundle_digest`` and ``generated`` (a bundle without a digest cannot be told from an edited one).
 SCHEMA_VERSION = 2
-MANIFEST_FILE = "manifest.json"
-#: The manifest field holding the bundle digest, and the section of files that embed it: both are
-#: left out of the digest (:func:`bundle_digest`); the signature covers them.
-DIGEST_FIELD = "bundle_digest"
-GENERATED_SECTION = "generated"
-DIGEST_EXCLUDED = (DIGEST_FIELD, GENERATED_SECTION)
-#: Beside the manifest, never listed in it (it signs the manifest): see export.signing.
-SIGNATURE_FILE = "signature.json"
-#: The C macro the generated header defines to the bundle digest (firmware reports it).
-C_DIGEST_MACRO = "EDGECNN_BUNDLE_DIGEST"
-#: Largest manifest read (a real one is about 15 KB).
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-#: Deepest sub-folder a listed file may sit in (``firmware/src/x.c`` is 2).
-MAX_NAME_DEPTH = 4
 #: ``edgecnn parity`` results sit beside the bundle (:func:`parity_results_path`), never inside it.
 PARITY_SUFFIX = ".parity.json"
 ONNX_NOT_CROSS_CHECKED = ("ONNX files are checked by size and sha256 only; their embedded settings are not "
@@ -175,7 +176,7 @@ class ModelEntry:
         where = f"{MANIFEST_FILE}: models[{file!r}]"
         if not isinstance(data, dict):
             raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
-        _check_name(file, where)
+        check_name(file, where)
         try:
             entry = cls(file=file, format=str(data["format"]), dtype=str(data["dtype"]),
                         sha256=str(data["sha256"]), bytes=int(data["bytes"]),
@@ -269,29 +270,6 @@ class Bundle:
             raise BundleError(f"{path}: cannot read golden vectors ({exc})") from None
 
 
-def canonical_json(value: Any) -> bytes:
-    """The canonical bytes of a JSON document: sorted keys, no spaces, ASCII, no NaN/Infinity.
-
-    Equal documents give equal bytes whatever their formatting in the file (the digest and the
-    signature are of the content, not of the indentation).
-    """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
-
-
-def bundle_digest(manifest: dict) -> str:
-    """The bundle digest of a manifest: sha256 (hex) of :func:`canonical_json` of the manifest
-    without ``bundle_digest`` and ``generated``.
-
-    The one definition: export calls it on the manifest once every listed file but the generated
-    ones is written and hashed, then writes the files that embed it (the C header, firmware
-    sources), lists those under ``generated`` and stores the digest under ``bundle_digest``.
-    Every other key, including sections added later (e.g. a decision policy), is covered.
-    """
-    covered = {key: value for key, value in manifest.items() if key not in DIGEST_EXCLUDED}
-    return hashlib.sha256(canonical_json(covered)).hexdigest()
-
-
 def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signature: Any = None) -> Bundle:
     """Open and verify a bundle: schema, digest, signature, every listed file, the models' own view.
 
@@ -305,12 +283,13 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signatu
         raise BundleError(f"{path}: not a bundle directory "
                           f"(write one with `edgecnn export RUN_DIR --out {path}`)")
     manifest_path = path / MANIFEST_FILE
-    with _BundleFolder(path) as folder:
-        manifest = _parse_manifest(folder.read(MANIFEST_FILE, limit=MAX_MANIFEST_BYTES, missing=(
-            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export")), manifest_path)
+    with BundleFolder(path) as folder:
+        manifest = parse_manifest(folder.read(MANIFEST_FILE, limit=MAX_MANIFEST_BYTES, missing=(
+            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export")), manifest_path,
+            BUNDLE_FORMAT)
         _check_schema(manifest, manifest_path)
-        digest = _check_digest(manifest, manifest_path)
-        signature = _check_signature(folder, manifest, require_signature)
+        digest = check_digest(manifest, manifest_path)
+        signature = check_signature(folder, manifest, require_signature)
         try:
             cfg = SpectrogramConfig.from_dict(manifest.get("dsp"))
         except ConfigError as exc:
@@ -344,7 +323,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signatu
                 raise BundleError(f"{manifest_path}: {section!r} must be an object")
             for file, data in doc.items():
                 where = f"{MANIFEST_FILE}: {section}[{file!r}]"
-                _check_name(file, where)
+                check_name(file, where)
                 if file in listed:
                     raise BundleError(f"{where}: {file!r} is listed twice in the manifest")
                 listed.add(file)
@@ -360,34 +339,10 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signatu
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
     _check_device(manifest.get("device"), files_doc, manifest_path)
     for file, content in embedding:  # last: the checks above say more precisely what an edit broke
-        _check_embedded_digest(file, content, digest)
+        check_embedded_digest(file, content, digest)
     notes = (ONNX_NOT_CROSS_CHECKED,) if any(e.format == "onnx" for e in models.values()) else ()
     return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models, digest=digest,
                   signature=signature, checks_skipped=notes)
-
-
-def _parse_manifest(data: bytes, manifest_path: Path) -> dict:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            twice = sorted({k for k in keys if keys.count(k) > 1})
-            raise BundleError(f"{manifest_path}: key(s) {twice} appear twice in one object; a manifest "
-                              f"must mean one thing to every JSON reader")
-        return dict(pairs)
-
-    def no_constants(name: str) -> Any:
-        raise BundleError(f"{manifest_path}: {name} is not a JSON number")
-
-    try:
-        manifest = json.loads(data, object_pairs_hook=no_duplicates, parse_constant=no_constants)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise BundleError(f"{manifest_path}: nested too deeply to be a manifest") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BundleError(f"{manifest_path}: format {found!r} is not {BUNDLE_FORMAT!r}")
-    return manifest
 
 
 def _check_schema(manifest: dict, manifest_path: Path) -> None:
@@ -400,36 +355,6 @@ def _check_schema(manifest: dict, manifest_path: Path) -> None:
     if version != SCHEMA_VERSION:
         raise BundleError(f"{manifest_path}: schema_version {version} is not supported (expected "
                           f"{SCHEMA_VERSION}: it carries no bundle digest); re-export the bundle")
-
-
-def _check_digest(manifest: dict, manifest_path: Path) -> str:
-    stored = manifest.get(DIGEST_FIELD)
-    if not isinstance(stored, str) or not re.fullmatch(r"[0-9a-f]{64}", stored):
-        raise BundleError(f"{manifest_path}: {DIGEST_FIELD} {str(stored)[:70]!r} is not a sha256 hex digest; "
-                          f"the manifest was edited (re-export the bundle)")
-    actual = bundle_digest(manifest)
-    if actual != stored:
-        raise BundleError(f"{manifest_path}: content does not match its {DIGEST_FIELD} ({stored[:16]}..., "
-                          f"recomputed {actual[:16]}...); the manifest was modified after export")
-    return actual
-
-
-def _check_signature(folder: _BundleFolder, manifest: dict, required: Any):
-    if isinstance(required, (str, Path)):
-        from export import signing
-
-        required = signing.load_public_key(required)  # a bad key is refused whatever the bundle
-    if not folder.exists(SIGNATURE_FILE):
-        if required is not None:
-            raise BundleError(f"{folder.root}: unsigned bundle (no {SIGNATURE_FILE}); a signature is required "
-                              f"(sign at export: edgecnn export --sign KEY)")
-        return None
-    from export import signing
-
-    where = folder.root / SIGNATURE_FILE
-    document = signing.read_signature_document(folder.read(SIGNATURE_FILE, limit=signing.MAX_SIGNATURE_BYTES),
-                                               where)
-    return signing.verify(manifest, document, where, required_key=required)
 
 
 def _check_tflite(file: Path, data: bytes, entry: ModelEntry, manifest: dict) -> None:
@@ -486,15 +411,6 @@ def _embeds_digest(manifest: dict, file: str) -> bool:
                                                                                             GENERATED_SECTION)
 
 
-def _check_embedded_digest(file: Path, content: bytes, digest: str) -> None:
-    match = re.search(rb"#define\s+" + C_DIGEST_MACRO.encode() + rb'\s+"([0-9a-f]{64})"', content)
-    if match is None:
-        raise BundleError(f"{file}: defines no {C_DIGEST_MACRO}; the header was not written by this export")
-    if match.group(1).decode() != digest:
-        raise BundleError(f"{file}: embeds bundle digest {match.group(1).decode()[:16]}..., the bundle's is "
-                          f"{digest[:16]}...; the header belongs to another bundle")
-
-
 def _section(manifest: dict, key: str) -> dict:
     doc = manifest.get(key)
     return doc if isinstance(doc, dict) else {}
@@ -538,97 +454,6 @@ def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
     golden = device.get("golden_q15")
     if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
-
-
-class _BundleFolder:
-    """The bundle folder, opened once: its members are opened relative to it, never through a
-    symbolic link, and must be regular files (a FIFO or device would block or never end)."""
-
-    _FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_DIRECTORY", 0)
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def __enter__(self) -> _BundleFolder:
-        try:
-            self.fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError as exc:
-            raise BundleError(f"{self.root}: cannot open the bundle folder ({exc.strerror})") from None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        os.close(self.fd)
-
-    def exists(self, name: str) -> bool:
-        try:
-            os.stat(name, dir_fd=self.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def _open(self, name: str, missing: str | None = None) -> int:
-        parts = name.split("/")
-        opened: list[int] = []
-        parent = self.fd
-        try:
-            for part in parts[:-1]:
-                parent = os.open(part, self._DIR_FLAGS, dir_fd=parent)
-                opened.append(parent)
-            fd = os.open(parts[-1], self._FILE_FLAGS, dir_fd=parent)
-        except FileNotFoundError:
-            raise BundleError(missing or f"{self.root}: {name} is listed in {MANIFEST_FILE} but missing; "
-                                         f"the bundle is incomplete") from None
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                raise BundleError(f"{self.root / name}: a symbolic link (or under one); a bundle holds regular "
-                                  f"files only, and none outside its folder") from None
-            raise BundleError(f"{self.root / name}: cannot open it ({exc.strerror})") from None
-        finally:
-            for fd_ in opened:
-                os.close(fd_)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise BundleError(f"{self.root / name}: not a regular file; a bundle holds regular files only")
-        return fd
-
-    def read(self, name: str, *, limit: int, missing: str | None = None) -> bytes:
-        fd = self._open(name, missing)
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise BundleError(f"{self.root / name}: larger than {limit} bytes; not a bundle file")
-        return data
-
-    def verify(self, name: str, size: int, digest: str, verify_hash: bool, *, keep: bool = False) -> bytes | None:
-        """Check a listed file's size and sha256; return its bytes when ``keep``."""
-        fd = self._open(name)
-        with os.fdopen(fd, "rb") as handle:
-            actual = os.fstat(handle.fileno()).st_size
-            file = self.root / name
-            if actual != size:
-                raise BundleError(f"{file}: {actual} bytes, the manifest says {size}; the file was modified")
-            if not (verify_hash or keep):
-                return None
-            hasher = hashlib.sha256()
-            chunks = []
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(chunk)
-                if keep:
-                    chunks.append(chunk)
-        if verify_hash and hasher.hexdigest() != digest:
-            raise BundleError(f"{file}: sha256 does not match the manifest; the file was modified")
-        return b"".join(chunks) if keep else None
-
-
-def _check_name(name: str, where: str) -> None:
-    # A listed file is a relative path inside the bundle: no absolute paths, no '..', no backslashes
-    # (a Windows separator), no control characters, and never the manifest or the signature.
-    parts = name.split("/") if isinstance(name, str) else []
-    if (not parts or any(p in ("", ".", "..") for p in parts) or len(parts) > MAX_NAME_DEPTH
-            or "\\" in name or any(ord(c) < 32 for c in name) or name in (MANIFEST_FILE, SIGNATURE_FILE)):
-        raise BundleError(f"{where}: {name!r} is not a file name inside the bundle (a relative path without "
-                          f"'..', at most {MAX_NAME_DEPTH} levels deep)")
 
 
 def _optional_int(value: Any) -> int | None:

@@ -1,6 +1,6 @@
 """Ed25519 signatures of bundles: key files, signing at export, verification on load.
 
-A signature covers the whole canonical manifest (``export.bundle.canonical_json``): the bundle
+A signature covers the whole canonical manifest (``export.integrity.canonical_json``): the bundle
 digest, every listed file's sha256 (models, golden vectors, the C array) and the ``generated``
 section (files that embed the digest), so it vouches for every byte the device reads. It lives in
 ``signature.json`` beside the manifest (it cannot be inside what it signs):
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import BundleError, ConfigError
+from export.integrity import DIGEST_FIELD, SIGNATURE_FILE, canonical_json
 
-SIGNATURE_FILE = "signature.json"
 SIGNATURE_FORMAT = "edgecnn-signature"
 SIGNATURE_VERSION = 1
 ALGORITHM = "ed25519"
@@ -161,8 +161,6 @@ def load_public_key(path: str | Path):
 # --- signing and verifying ----------------------------------------------------------------------------
 def sign_manifest(manifest: dict, private_key) -> dict[str, Any]:
     """The ``signature.json`` document of a final manifest (its ``bundle_digest`` included)."""
-    from export.bundle import DIGEST_FIELD, canonical_json
-
     public_raw = _public_raw(private_key.public_key())
     signature = private_key.sign(SIGNATURE_CONTEXT + canonical_json(manifest))
     return {"format": SIGNATURE_FORMAT, "version": SIGNATURE_VERSION, "algorithm": ALGORITHM,
@@ -185,8 +183,6 @@ def verify(manifest: dict, document: Any, where: Path, required_key=None) -> Sig
     ``required_key``: an Ed25519 public key the bundle must be signed with (else any valid
     signature passes, reported as not trusted).
     """
-    from export.bundle import DIGEST_FIELD, canonical_json
-
     ed25519, _, invalid = _crypto()
     if not isinstance(document, dict) or document.get("format") != SIGNATURE_FORMAT:
         raise BundleError(f"{where}: not an edgecnn signature (format {SIGNATURE_FORMAT!r})")
