@@ -98,12 +98,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{med('signed', 'load_kib') / 1024:6.1f} MiB more")
     print(f"    of which import cryptography   {1000 * med('signed', 'crypto_import_s'):7.1f} ms  "
           f"{med('signed', 'crypto_import_kib') / 1024:6.1f} MiB")
+    # Targets as ratios to what every load pays anyway (importing the loader: numpy, flatbuffers), so
+    # they hold on a loaded shared machine; absolute times are informative.
     extra_ms = 1000 * (med("signed", "load_s") - med("unsigned", "load_s"))
-    figure("signature check: import + verify (ms)", f"{extra_ms:.1f}", "<= 100",
-           f"{1000 * med('unsigned', 'load_s'):.1f} (unsigned load)", "", extra_ms <= 100)
-    crypto_mib = med("signed", "crypto_import_kib") / 1024
-    figure("signature check: resident memory of the verifier (MiB)", f"{crypto_mib:.1f}", "<= 16",
-           f"{med('import', 'import_kib') / 1024:.1f} (import export.bundle)", "", crypto_mib <= 16)
+    import_ms = 1000 * med("import", "import_s")
+    figure("signature check: import + verify (ms)", f"{extra_ms:.1f}", "<= 0.5 x import export.bundle",
+           f"{import_ms:.1f} (import export.bundle)", f"{extra_ms / import_ms:.2f}", extra_ms <= 0.5 * import_ms)
+    crypto_mib, import_mib = med("signed", "crypto_import_kib") / 1024, med("import", "import_kib") / 1024
+    figure("signature check: resident memory of the verifier (MiB)", f"{crypto_mib:.1f}",
+           "<= 0.5 x import export.bundle", f"{import_mib:.1f} (import export.bundle)",
+           f"{crypto_mib / import_mib:.2f}", crypto_mib <= 0.5 * import_mib)
     return 0
 
 
