@@ -34,7 +34,7 @@ from edgecnn.report import (
     render_html,
     size,
 )
-from tests.util import subprocess_env
+from tests.util import REPO, subprocess_env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -453,6 +453,25 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     table = parse(render_html(inputs)).tables["models-compared"]
     assert [row[0] for row in table[1:]] == ["bundle", "bundle_seed"]
     assert table[1][4] == table[2][4] != "-"  # the same int8 model size: the same exported model
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".venv-device" / "bin" / "python").exists(),
+                    reason=".venv-device is absent: build the device-only environment with `make device-env`")
+def test_report_in_the_device_only_environment(demo_folder, tmp_path):
+    """Without the train extra (no matplotlib): the whole page, the figures it would draw itself named as absent."""
+    out = tmp_path / "device.html"
+    proc = subprocess.run([str(REPO / ".venv-device" / "bin" / "python"), "-m", "edgecnn", "report", str(demo_folder),
+                           "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = out.read_text()
+    dom = parse(page)
+    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "dsp"]
+    assert {img["alt"] for img in dom.images} == {"training curves", "confusion matrix", "example spectrograms",
+                                                  "test prediction", "stream timeline"}  # the PNGs on disk
+    assert "Parity stream timelines not drawn: matplotlib is not installed here" in dom.text
+    assert "parity-table" in dom.tables and "fit-table" in dom.tables
 
 
 def test_report_imports_no_tensorflow(tiny_bundle, tmp_path):
