@@ -509,3 +509,13 @@ def test_example_spectrograms_share_one_colour_scale_with_its_colour_bar(monkeyp
     assert db.min() - 1 <= low < high <= db.max() + 1  # within the data (in dB), not a default 0..1
     assert high - low > 20
     assert bars[0].get_ylim() == pytest.approx((low, high))
+
+
+def test_the_templates_ship_as_package_data():
+    """A non-editable install (pip install ., a wheel) carries every template file: pyproject's globs cover them."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folder = REPO / "edgecnn" / "report"
+    shipped = {path for pattern in setuptools["package-data"]["edgecnn.report"] for path in folder.glob(pattern)}
+    assert shipped == set((folder / "templates").iterdir()) and shipped
