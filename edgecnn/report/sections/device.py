@@ -21,8 +21,9 @@ TIMING_KEYS = ("stream_s", "processing_s", "realtime_factor", "cpu_load", "block
                "block_ms_worst", "deadline_misses", "decision_latency_ms_p50", "decision_latency_ms_worst")
 MODEL_KEYS = ("format", "dtype", "bytes", "parameters", "macs", "arena_bytes")
 C_ARRAY_KEYS = ("source", "header", "symbol", "alignment")
-ACRONYMS = {"fft": "FFT", "stft": "STFT", "ram": "RAM", "dsp": "DSP", "dma": "DMA"}
 EVENT_KEYS = ("time_s", "sample_index", "decision", "from", "to", "p_smoothed")
+#: Words of JSON keys written as people write them (``stft_scratch`` -> ``STFT scratch``).
+ACRONYMS = {"fft": "FFT", "stft": "STFT", "ram": "RAM", "dsp": "DSP", "dma": "DMA"}
 
 
 def parity(inputs: ReportInputs) -> dict | Missing:
