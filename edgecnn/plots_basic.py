@@ -12,30 +12,43 @@ from edgecnn.fileio import save_figure
 
 def plot_example_spectrograms(images: np.ndarray, labels: np.ndarray, classes: list[str],
                               cfg: SpectrogramConfig, path: str | Path, *, per_class: int = 3) -> Path:
-    """A grid: one row per class, ``per_class`` example spectrograms each, frequency against time."""
+    """A grid: one row per class, ``per_class`` example spectrograms each, frequency against time.
+
+    Every panel shares one colour scale (0.5 to 99.5 percentile of the values shown, in dB), read from
+    the one colour bar beside the grid.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(3.2 * per_class, 2.6 * len(classes)),
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(3.2 * per_class + 0.8, 2.6 * len(classes)),
                              squeeze=False, constrained_layout=True)
     extent = (0.0, cfg.window_duration_s, 0.0, cfg.fs / 2000.0)
-    for row, name in enumerate(classes):
+    shown: dict[tuple[int, int], np.ndarray] = {}
+    for row in range(len(classes)):
         members = np.flatnonzero(labels == row)
         if members.size:  # spread the examples over the class (different recordings)
             members = members[np.unique(np.linspace(0, members.size - 1, per_class).round().astype(int))]
+        for col, member in enumerate(members[:per_class]):
+            img = np.asarray(images[member, :, :, 0], dtype=np.float64)
+            shown[row, col] = 20 * np.log10(np.maximum(img, 1e-9)) if cfg.transform == "magnitude" else img
+    # One colour scale for every panel, so that the panels compare and one colour bar reads them all.
+    values = np.concatenate([img.ravel() for img in shown.values()]) if shown else np.zeros(1)
+    vmin, vmax = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    image = None
+    for row, name in enumerate(classes):
         for col in range(per_class):
             ax = axes[row, col]
-            if col < members.size:
-                img = images[members[col], :, :, 0]
-                if cfg.transform == "magnitude":
-                    img = 20 * np.log10(np.maximum(img, 1e-9))
-                ax.imshow(img, origin="lower", aspect="auto", extent=extent, cmap="magma")
+            if (row, col) in shown:
+                image = ax.imshow(shown[row, col], origin="lower", aspect="auto", extent=extent, cmap="magma",
+                                  vmin=vmin, vmax=vmax)
             ax.set_title(f"class {name}", fontsize=9)
             ax.set_xlabel("time (s)", fontsize=8)
             ax.set_ylabel("kHz", fontsize=8)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label="magnitude (dB)", shrink=0.9, extend="both")
     try:
         return save_figure(fig, path, dpi=90)
     finally:

@@ -1,4 +1,4 @@
-"""The HTML report: built from a real run, bundle, parity.json and stream result, checked in a real browser.
+"""The HTML report: built from a real run, bundle, parity results and stream result, checked in a real browser.
 
 The browser test starts Debian's chromium headless (no network, fresh profile), lets a small probe
 script (added to a copy of the page; the report itself has no JavaScript) record every image's
@@ -22,8 +22,19 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.report import ReportInputs, collect, locate, plot_state_timelines, render_html, size
-from tests.util import subprocess_env, write_resealed
+from edgecnn.errors import EdgeCNNError
+from edgecnn.report import (
+    SECTIONS,
+    Missing,
+    ReportInputs,
+    Section,
+    collect,
+    locate,
+    plot_state_timelines,
+    render_html,
+    size,
+)
+from tests.util import REPO, subprocess_env, write_resealed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -31,7 +42,10 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
                   "--disable-dev-shm-usage")  # containers often have a tiny /dev/shm
 PROBE = ("<script>window.addEventListener('load', () => { for (const img of document.images) "
          "{ img.setAttribute('data-natural-width', img.naturalWidth); } "
-         "document.body.setAttribute('data-probe', 'done'); });</script>")
+         "for (const box of document.querySelectorAll('.scroll')) "
+         "{ box.setAttribute('data-widths', box.scrollWidth + ' ' + box.clientWidth); } "
+         "const b = document.body; b.setAttribute('data-page-width', document.documentElement.scrollWidth); "
+         "b.setAttribute('data-view-width', window.innerWidth); b.setAttribute('data-probe', 'done'); });</script>")
 
 
 class PageParser(HTMLParser):
@@ -43,20 +57,29 @@ class PageParser(HTMLParser):
         self.sections: list[str] = []
         self.tables: dict[str, list[list[str]]] = {}
         self.body: dict = {}
+        self.boxes: dict[str, str] = {}
+        self.tags: set[str] = set()
+        self.texts: list[str] = []
+        self._box: str | None = None
         self._table: str | None = None
         self._cell: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self.tags.add(tag)
         if tag == "img":
             self.images.append(attrs)
         elif tag == "body":
             self.body = attrs
         elif tag == "section":
             self.sections.append(attrs.get("id"))
+        elif tag == "div" and "data-widths" in attrs:
+            self._box = attrs["data-widths"]
         elif tag == "table":
             self._table = attrs.get("id") or f"table{len(self.tables)}"
             self.tables[self._table] = []
+            if self._box is not None:
+                self.boxes[self._table], self._box = self._box, None
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
         elif tag in ("td", "th") and self._table:
@@ -70,8 +93,14 @@ class PageParser(HTMLParser):
             self._table = None
 
     def handle_data(self, data):
+        self.texts.append(data)
         if self._cell is not None:
             self._cell.append(data)
+
+    @property
+    def text(self) -> str:
+        """The page's text as a browser shows it (entities decoded), whitespace runs as one space."""
+        return re.sub(r"\s+", " ", "".join(self.texts))
 
 
 def parse(page: str) -> PageParser:
@@ -87,7 +116,7 @@ def demo_folder(trained_run_dir, trained_bundle, trained_data, tmp_path_factory)
     shutil.copytree(trained_run_dir, folder / "run")
     # A copy: other tests run parity on the shared bundle and would overwrite its parity results.
     bundle = shutil.copytree(trained_bundle, folder / "bundle")
-    assert main(["parity", str(bundle), "--data", str(trained_data), "--quiet"]) in (0, 1)
+    assert main(["parity", str(bundle), "--data", str(trained_data), "--debug-layers", "--quiet"]) in (0, 1)
     assert main(["stream", str(bundle), "--source", "synth:duration=20,onset=10,seed=1", "--json",
                  str(folder / "stream.json"), "--plot", str(folder / "stream.png"), "--profile", "cortex-m4",
                  "--quiet"]) == 0
@@ -113,7 +142,8 @@ def _chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
 def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
     probed = tmp_path / "probed.html"
     probed.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
-    proc = _chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), tmp_path=tmp_path)
+    proc = _chromium("--window-size=800,2000", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri(),
+                     tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = parse(proc.stdout)
     assert dom.body.get("data-probe") == "done", "the page did not finish loading"
@@ -122,6 +152,11 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
     widths = {img["alt"]: int(img["data-natural-width"]) for img in dom.images}
     assert all(w > 0 for w in widths.values()), widths
     assert widths["training curves"] == 810  # the run's own PNG (9 in x 90 dpi), not a re-plot
+    # Nothing runs off an 800-pixel window: a table wider than its section scrolls inside its own box, and
+    # the quantisation-debug table (long tensor names beside the numbers) fits its box without scrolling.
+    assert int(dom.body["data-page-width"]) <= int(dom.body["data-view-width"]) == 800
+    scroll_width, box_width = map(int, dom.boxes["layers-table"].split())
+    assert scroll_width <= box_width
 
     # The parity table shows the bundle's figures, variant by variant.
     parity = json.loads((demo_folder / "bundle.parity.json").read_text())  # parity writes beside the bundle
@@ -138,6 +173,10 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
     assert f"Gate {gate_text}" in re.sub(r"<[^>]+>", "", proc.stdout)
     streams = dom.tables["stream-parity-streams"][1:]
     assert [r[3] for r in streams] == [f"{s['decision_agreement']:.4f}" for s in parity["stream_level"]["streams"]]
+    # The layers with the largest int8 error (--debug-layers), worst first, tensor names whole.
+    worst = sorted(parity["debug_layers"], key=lambda r: -r["rmse_over_scale"])[:10]
+    layers = dom.tables["layers-table"][1:]
+    assert [(r[1], r[2]) for r in layers] == [(w["tensor"], f"{w['rmse_over_scale']:.3f}") for w in worst]
 
     shot = tmp_path / "report.png"
     proc = _chromium("--window-size=1280,4000", f"--screenshot={shot}", report.as_uri(), tmp_path=tmp_path)
@@ -192,6 +231,24 @@ def test_report_is_self_contained_and_shows_the_runs_figures(report, demo_folder
     assert row[6] == ("FITS" if checked["fits"] else "DOES NOT FIT")
     assert fit_rows["raspberry-pi-4"][6] == "FITS" and fit_rows["raspberry-pi-4"][3] == "< 0.1 %"
 
+    # The device's buffers and each DSP backend's working memory as tables of named buffers and bytes.
+    manifest = json.loads((demo_folder / "bundle" / "manifest.json").read_text())
+    buffers = manifest["footprint"]["device_buffers"]
+    device_rows = {r[0]: r[1] for r in dom.tables["device-buffers"][1:]}
+    assert device_rows["ring buffer"] == f"{buffers['ring_buffer_bytes']:,}"
+    assert device_rows["STFT scratch"] == f"{buffers['stft_scratch_bytes']:,}"
+    assert device_rows["total (RAM)"] == f"{buffers['total_bytes']:,}"
+    working = dom.tables["dsp-working-memory"]
+    backends = list(buffers["dsp_working_memory"])
+    assert working[0] == ["buffer", "memory", *backends]
+    cells = {(row[0], backend): value for row in working[1:] for backend, value in zip(backends, row[2:])}
+    for backend, memory in buffers["dsp_working_memory"].items():
+        for name, value in memory.items():
+            label = " ".join({"fft": "FFT", "ram": "RAM"}.get(word, word) for word in name.split("_"))
+            assert cells[label, backend] == f"{value:,}", (label, backend)
+    assert {row[1] for row in working[1:]} == {"RAM", "flash"}
+    assert "{'" not in page  # no Python dict printed raw anywhere
+
     # The stream result: its events, one row each.
     events = dom.tables.get("events-table", [[]])[1:]
     assert [r[0] for r in events] == [f"{e['time_s']:.3f}" for e in stream["events"]]
@@ -224,32 +281,108 @@ def test_report_from_a_run_or_a_bundle_alone(demo_folder, trained_run_dir, tmp_p
     assert "Decided state over the stream" in render_html(inputs)
 
 
-def test_render_escapes_every_text_from_the_inputs():
-    evil = '<script>alert("x")</script>'
+@pytest.mark.slow
+def test_report_of_a_bundle_whose_run_is_gone(demo_folder, tmp_path):
+    """A bundle on its own (its run left behind on the training machine): every section, from the manifest."""
+    bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "shipped" / "bundle")
+    shutil.copy(demo_folder / "bundle.parity.json", tmp_path / "shipped")  # parity's results travel beside it
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["training"]["run_path"] = str(tmp_path / "training_machine" / manifest["training"]["run"])
+    write_resealed(bundle, manifest)  # an edit, so digest and header follow it
+    out = tmp_path / "bundle.html"
+    assert main(["report", str(bundle), "--out", str(out), "--quiet"]) == 0
+    page = out.read_text()
+    dom = parse(page)
+    assert dom.sections == [s.id for s in SECTIONS if s.id != "models"]
+    # Training: the run's summary the manifest keeps, and a note that the curves live in the run.
+    assert ["architecture", manifest["training"]["arch"]] in dom.tables["training-summary"]
+    assert "No run directory found; the training curves live there." in page
+    assert "No stream result given" in page
+    # The data summary the manifest carries, parity from the bundle, the device fit from the manifest.
+    data = manifest["training"]["data"]
+    assert ["windows", f"{data['n_windows']:,}"] in dom.tables["table0"]
+    assert "parity-table" in dom.tables and "fit-table" in dom.tables
+    assert {img["alt"] for img in dom.images} == {"parity stream timelines"}
+
+
+EVIL = "<script>alert(1)</script>"
+
+
+def test_user_strings_show_as_text_never_as_markup():
+    """Class names, recording ids, label maps, paths: whatever a user's data calls things is text on the page."""
+    attribute = '"><img src=x onerror=alert(1)>'
     inputs = ReportInputs(
-        title=evil, generated="2026-01-01T00:00:00+00:00",
-        run_config={"format": "edgecnn-run", "classes": [evil, "B&B"], "arch": evil,
-                    "data": {"n_windows": 10, "n_recordings": 2, "source": '"><img src=x onerror=alert(1)>',
-                             "windows_per_class": {evil: 5, "B&B": 5}}},
-        metrics={"test": {"n": 10, "accuracy": 0.5, "per_class": {},
-                          "per_recording": [{"recording": evil, "class": "B&B", "n": 10, "accuracy": 0.5}]}},
-        parity={"classes": [evil, "B&B"], "max_drop": 0.01, "min_agreement": 0.98, "data": evil,
-                "gate": {"passed": False, "failures": [evil]},
-                "model_level": {"reference": evil, "n_windows": 10, "selection": evil, "variants": {
-                    evil: {"runtime": evil, "dtype": "float32", "accuracy": 0.5, "ms_per_window": 1.0,
+        title=EVIL, generated="2026-01-01T00:00:00+00:00",
+        run_config={"format": "edgecnn-run", "classes": [EVIL, "B&B"], "arch": EVIL, "label_map": f"{EVIL}=A,*=B&B",
+                    "data": {"n_windows": 10, "n_recordings": 2, "source": attribute,
+                             "windows_per_class": {EVIL: 5, "B&B": 5}}},
+        metrics={"test": {"n": 10, "accuracy": 0.5,
+                          "per_class": {EVIL: {"precision": 0.5, "recall": 1.0, "support": 5}},
+                          "per_recording": [{"recording": EVIL, "class": "B&B", "n": 10, "accuracy": 0.5}]}},
+        parity={"classes": [EVIL, "B&B"], "max_drop": 0.01, "min_agreement": 0.98, "data": EVIL,
+                "gate": {"passed": False, "failures": [EVIL]},
+                "model_level": {"reference": EVIL, "n_windows": 10, "selection": EVIL, "variants": {
+                    EVIL: {"runtime": EVIL, "dtype": "float32", "accuracy": 0.5, "ms_per_window": 1.0,
                            "confusion_matrix": [[3, 2], [3, 2]],
                            "vs_reference": {"agreement": 1.0, "max_abs_error": 0.0, "rmse": 0.0,
-                                            "cosine_similarity": 1.0}}}}},
-        stream={"timing": {"stream_s": 1.0}, "events": [{"time_s": 0.5, "from": evil, "to": "B&B"}],
-                "decisions": 1, "source": evil},
-        sources={evil: evil})
+                                            "cosine_similarity": 1.0}}}},
+                "debug_layers": [{"op": EVIL, "tensor": f"{EVIL};{attribute}", "rmse_over_scale": 0.3}]},
+        stream={"timing": {"stream_s": 1.0}, "events": [{"time_s": 0.5, "from": EVIL, "to": "B&B"}],
+                "decisions": 1, "source": EVIL, "faults": {EVIL: 1}},
+        sources={EVIL: attribute})
     page = render_html(inputs)
-    assert "<script" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
-    assert "B&amp;B" in page and "B&B" not in page.replace("B&amp;B", "")
     dom = parse(page)
-    assert dom.images == []  # no image inputs, no broken <img>
-    assert dom.sections[0] == "data"
+    assert "script" not in dom.tags and "img" not in dom.tags  # no markup came from the inputs
+    assert "<script" not in page and "<img" not in page
+    assert "B&amp;B" in page and "B&B" not in page.replace("B&amp;B", "")
+    # ... and each shows as the very text it was, where it belongs.
+    assert f"edgecnn report: {EVIL}" in dom.text and f"class {EVIL}" in dom.text  # title, class chips
+    assert ["label map", f"{EVIL}=A,*=B&B"] in dom.tables["table0"] and ["source", attribute] in dom.tables["table0"]
+    assert [EVIL, "5", "50.0 %"] in dom.tables["table1"]  # windows per class
+    assert dom.tables["per-recording"][1][:2] == [EVIL, "B&B"]
+    assert dom.tables["parity-table"][1][:2] == [EVIL, EVIL]
+    assert dom.tables["layers-table"][1][:2] == [EVIL, f"{EVIL};{attribute}"]
+    assert dom.tables["events-table"][1][3] == f"{EVIL} → B&B"
+    assert f"{EVIL} 1" in dom.text  # faults
+    assert dom.sections[0] == "data" and dom.images == []  # no image inputs, no broken <img>
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_a_class_named_like_a_script_runs_nothing_in_the_browser(tiny_run_dir, tmp_path):
+    run = shutil.copytree(tiny_run_dir, tmp_path / "run")
+    payload = "<script>document.body.setAttribute('data-pwned', 'script')</script>"
+    config = json.loads((run / "config.json").read_text())
+    config["classes"] = [payload, "B&B"]
+    config["label_map"] = f"{payload}=A,*=B&B"
+    config["data"]["source"] = "\"><img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"
+    (run / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "report.html"
+    assert main(["report", str(run), "--out", str(out), "--quiet"]) == 0
+    proc = _chromium("--virtual-time-budget=5000", "--dump-dom", out.as_uri(), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = parse(proc.stdout)
+    assert "data-pwned" not in dom.body and dom.images == []
+    assert f"class {payload}" in dom.text
+    assert ["label map", config["label_map"]] in dom.tables["table0"]
+    assert ["source", config["data"]["source"]] in dom.tables["table0"]
+
+
+def test_an_empty_report_says_what_each_section_needs_and_a_section_needs_its_macro(monkeypatch):
+    """Every section has its template macro; one without fails by name rather than rendering half a page."""
+    from edgecnn.report import render
+
+    inputs = ReportInputs(title="nothing", generated="2026-01-01T00:00:00+00:00")
+    page = render_html(inputs)
+    dom = parse(page)
+    assert dom.sections == [s.id for s in SECTIONS if s.id != "models"]  # "models" only for several bundles
+    for section in SECTIONS[1:]:
+        missing = section.data(inputs)
+        assert isinstance(missing, Missing), section.id
+        assert f"{missing.what} {missing.how}" in dom.text
+    extra = Section("extra", "Extra", "Extra", lambda inputs: {"figure": 1})
+    monkeypatch.setattr(render, "SECTIONS", (*SECTIONS, extra))
+    with pytest.raises(EdgeCNNError, match="has no macro section_extra for section 'extra'"):
+        render_html(inputs)
 
 
 def test_state_timeline_plot_colours_each_state_where_it_holds():
@@ -321,6 +454,25 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     assert table[1][4] == table[2][4] != "-"  # the same int8 model size: the same exported model
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / ".venv-device" / "bin" / "python").exists(),
+                    reason=".venv-device is absent: build the device-only environment with `make device-env`")
+def test_report_in_the_device_only_environment(demo_folder, tmp_path):
+    """Without the train extra (no matplotlib): the whole page, the figures it would draw itself named as absent."""
+    out = tmp_path / "device.html"
+    proc = subprocess.run([str(REPO / ".venv-device" / "bin" / "python"), "-m", "edgecnn", "report", str(demo_folder),
+                           "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = out.read_text()
+    dom = parse(page)
+    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "dsp"]
+    assert {img["alt"] for img in dom.images} == {"training curves", "confusion matrix", "example spectrograms",
+                                                  "test prediction", "stream timeline"}  # the PNGs on disk
+    assert "Parity stream timelines not drawn: matplotlib is not installed here" in dom.text
+    assert "parity-table" in dom.tables and "fit-table" in dom.tables
+
+
 def test_report_imports_no_tensorflow(tiny_bundle, tmp_path):
     """The report reads files; it must stay quick and usable where only the device side is installed."""
     bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
@@ -331,3 +483,38 @@ def test_report_imports_no_tensorflow(tiny_bundle, tmp_path):
                           env=subprocess_env())
     assert proc.stdout.split() == ["0", "[]"], proc.stderr[-2000:]
     assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_example_spectrograms_share_one_colour_scale_with_its_colour_bar(monkeypatch, tmp_path):
+    """The report's example spectrograms: every panel on one dB scale, read from one colour bar."""
+    from edgecnn import dsp, plots_basic, synth
+    from edgecnn.config import SpectrogramConfig
+
+    data = synth.generate(n=12, seed=3, n_recordings=4)
+    cfg = SpectrogramConfig()  # magnitude: the plot shows it in dB
+    images = dsp.features(data["signal"].astype(np.float32), cfg, normalise=False)[..., None]
+    labels = data["label"].argmax(axis=1)
+    figures = []
+    monkeypatch.setattr(plots_basic, "save_figure", lambda fig, path, **kw: figures.append(fig) or path)
+    plots_basic.plot_example_spectrograms(images, labels, ["A", "B"], cfg, tmp_path / "examples.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "magnitude (dB)"]
+    assert len(panels) == 6 and len(bars) == 1
+    limits = {ax.images[0].get_clim() for ax in panels}
+    assert len(limits) == 1  # one scale for all panels
+    (low, high), = limits
+    db = 20 * np.log10(np.maximum(images[..., 0], 1e-9))
+    assert db.min() - 1 <= low < high <= db.max() + 1  # within the data (in dB), not a default 0..1
+    assert high - low > 20
+    assert bars[0].get_ylim() == pytest.approx((low, high))
+
+
+def test_the_templates_ship_as_package_data():
+    """A non-editable install (pip install ., a wheel) carries every template file: pyproject's globs cover them."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folder = REPO / "edgecnn" / "report"
+    shipped = {path for pattern in setuptools["package-data"]["edgecnn.report"] for path in folder.glob(pattern)}
+    assert shipped == set((folder / "templates").iterdir()) and shipped
