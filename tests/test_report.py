@@ -305,6 +305,23 @@ def test_report_of_a_bundle_whose_run_is_gone(demo_folder, tmp_path):
     assert {img["alt"] for img in dom.images} == {"parity stream timelines"}
 
 
+def test_integrity_section_shows_the_digest_and_flags_results_of_another_bundle(tiny_bundle, tmp_path):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    digest = json.loads((bundle / "manifest.json").read_text())["bundle_digest"]
+    (tmp_path / "bundle.parity.json").write_text(json.dumps({"bundle_digest": digest, "model_level": {},
+                                                             "gate": {"passed": True, "failures": []}}))
+    stream = tmp_path / "stream.json"
+    stream.write_text(json.dumps({"timing": {}, "events": [], "decisions": 0, "bundle_digest": "0" * 64}))
+    (bundle / "notes.txt").write_text("not listed")
+    dom = parse(render_html(collect(bundle, stream_json=stream)))
+    identity = dict(map(tuple, dom.tables["identity-table"]))
+    assert identity["bundle digest"] == digest
+    assert identity["signature"].startswith("unsigned") and identity["not in the manifest (not covered)"] == "notes.txt"
+    rows = {row[0]: row[1:] for row in dom.tables["results-digest"][1:]}
+    assert rows["parity results"] == [digest, "yes"]
+    assert rows["stream result"] == ["0" * 64, "NO: another bundle"]
+
+
 EVIL = "<script>alert(1)</script>"
 
 

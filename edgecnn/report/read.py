@@ -39,6 +39,9 @@ class ReportInputs:
     """The run's ``split.json``."""
     manifest: dict | None = None
     """The bundle's ``manifest.json``."""
+    identity: dict | None = None
+    """The verified bundle's identity: ``digest``, ``signature`` (None when unsigned), ``unlisted``
+    files and ``checks_skipped`` (``export.bundle.Bundle``)."""
     parity: dict | None = None
     """The bundle's parity results (``edgecnn parity``: ``BUNDLE.parity.json`` beside it)."""
     stream: dict | None = None
@@ -123,7 +126,11 @@ def _read_run(inputs: ReportInputs, run: Path) -> None:
 def _read_bundle(inputs: ReportInputs, bundle: Path, others: list[Path]) -> None:
     from export.bundle import load_bundle
 
-    inputs.manifest = load_bundle(bundle).manifest  # verified (schema, hashes): the page describes a sound bundle
+    loaded = load_bundle(bundle)  # verified (schema, digest, hashes): the page describes a sound bundle
+    inputs.manifest = loaded.manifest
+    inputs.identity = {"digest": loaded.digest,
+                       "signature": loaded.signature.to_json() if loaded.signature else None,
+                       "unlisted": loaded.unlisted_files(), "checks_skipped": list(loaded.checks_skipped)}
     inputs.sources["bundle"] = str(bundle.resolve())
     parity_file = _parity_file(bundle)
     if parity_file is not None:
