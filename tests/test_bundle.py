@@ -21,7 +21,7 @@ from export.bundle import (
     atomic_directory,
     load_bundle,
 )
-from tests.util import reseal_manifest
+from tests.util import write_resealed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,10 +34,9 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 def _edit_manifest(bundle: Path, edit) -> None:
     """Edit the manifest and recompute its digest (tests/test_bundle_integrity.py covers edits that don't)."""
-    path = bundle / MANIFEST_FILE
-    manifest = json.loads(path.read_text())
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     edit(manifest)
-    path.write_text(json.dumps(reseal_manifest(manifest)))
+    write_resealed(bundle, manifest)
 
 
 def test_importing_export_modules_does_not_load_tensorflow():

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edgecnn.errors import InputError
 from edgecnn.readers import read_recordings
-from tests.util import reseal_manifest, run_cli, subprocess_env
+from tests.util import run_cli, subprocess_env, write_resealed
 
 SUFFIXES = [".pkl", ".npz", ".wav", ".csv", ".mat"]
 
@@ -200,7 +200,10 @@ def _edit_manifest(bundle: Path, edit, *, reseal: bool = True) -> Path:
     path = bundle / "manifest.json"
     manifest = json.loads(path.read_text())
     edit(manifest)
-    path.write_text(json.dumps(reseal_manifest(manifest) if reseal else manifest))
+    if reseal:
+        write_resealed(bundle, manifest)
+    else:
+        path.write_text(json.dumps(manifest))
     return bundle
 
 
