@@ -2,7 +2,8 @@
 
 ``ensure_bundle(arch)`` trains ``arch`` with ``edgecnn.train.train_run`` on a small synthetic set
 (``edgecnn.synth``), exports it with ``export.writer.export_bundle`` and caches the bundle under
-``benchmarks/.cache/<arch>-bundle`` (git-ignored) so every benchmark of a ``make bench`` run uses
+``benchmarks/.cache/<arch>-bundle`` (git-ignored; rebuilt when it no longer loads, e.g. after a
+schema change) so every benchmark of a ``make bench`` run uses
 the same model. ``--bundle DIR`` on a benchmark skips this. This module imports TensorFlow only
 inside ``ensure_bundle`` when it has to train, and it runs training in a subprocess so the calling
 benchmark's process (and its memory figures) never holds TensorFlow.
@@ -27,10 +28,22 @@ def bundle_path(arch: str) -> Path:
     return CACHE / f"{arch}-bundle"
 
 
+def is_current(path: Path) -> bool:
+    """Whether a cached bundle loads with this edgecnn (an older schema's cache is rebuilt)."""
+    from edgecnn.errors import BundleError
+    from export.bundle import load_bundle
+
+    try:
+        load_bundle(path)
+    except BundleError:
+        return False
+    return True
+
+
 def ensure_bundle(arch: str) -> Path:
-    """The cached bundle of ``arch``, trained and exported (in a subprocess) when absent."""
+    """The cached bundle of ``arch``, trained and exported (in a subprocess) when absent or stale."""
     path = bundle_path(arch)
-    if not (path / "manifest.json").is_file():
+    if not is_current(path):
         subprocess.run([sys.executable, __file__, arch], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return path
 
@@ -63,6 +76,6 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or ["edge"]
     for name in names:
-        if "--if-missing" in sys.argv and (bundle_path(name) / "manifest.json").is_file():
+        if "--if-missing" in sys.argv and is_current(bundle_path(name)):
             continue
         print(_train_and_export(name))

@@ -35,12 +35,13 @@ FORMATS = ("keras_float32", "tflite_float32/litert", "tflite_int8/litert", "tfli
 
 def parity_for(run_dir: Path, bundle_dir: Path, data: Path, *, stream: bool) -> dict:
     from edgecnn.cli import main
+    from export.bundle import parity_results_path
 
     if not (bundle_dir / "manifest.json").exists():
         from export.writer import export_bundle
 
         export_bundle(run_dir, bundle_dir, quiet=True, force=True)
-    out = bundle_dir / "parity.json"
+    out = parity_results_path(bundle_dir)  # where parity writes anyway: beside the bundle
     code = main(["parity", str(bundle_dir), "--data", str(data), "--run", str(run_dir), "--quiet",
                  "--stream", "synth" if stream else "none", "--json", str(out)])
     result = json.loads(out.read_text())

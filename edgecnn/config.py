@@ -95,7 +95,7 @@ class SpectrogramConfig:
             raise ConfigError(f"Parameter norm_std must be > 0 everywhere (min {min(self.norm_std)})")
         try:
             window_values(window, nperseg)
-        except ValueError as exc:
+        except (ValueError, IndexError) as exc:  # IndexError: scipy's get_window(()) on an empty tuple
             raise ConfigError(f"Parameter window={window!r} is not a scipy window: {exc}") from None
 
     # Derived values -------------------------------------------------------------------------

@@ -19,22 +19,28 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_open(path: str | Path, *, permissions: int = 0o666, replace: bool = True) -> Iterator[BinaryIO]:
     """A binary file handle whose content appears at ``path`` only when the block succeeds.
 
     Writes go to a hidden temporary file beside the target (same file system, so the final
     ``os.replace`` is atomic), which is flushed to disk before the rename; an exception (or a
-    kill) leaves ``path`` as it was. Creates the parent folder.
+    kill) leaves ``path`` as it was. Creates the parent folder. ``permissions`` (less the umask)
+    apply from the temporary file's creation on (0o600 for a private key is never readable by
+    others, even half-written); ``replace=False`` refuses an existing ``path`` (FileExistsError),
+    atomically (a hard link, which fails when the name exists).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, permissions), "wb") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

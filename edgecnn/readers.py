@@ -1,7 +1,8 @@
 """Readers: every supported recording format in, ``Recording`` objects out.
 
-Formats: the reference pickle (read with a restricted unpickler: numpy arrays, dtypes and plain
-containers only, so a pickle that would run code is refused and runs nothing), ``.npz`` recordings
+Formats: the reference pickle (read by ``edgecnn.safe_pickle``: plain containers and numpy arrays
+rebuilt from validated dtype, shape and bytes; a pickle that would run code, or hand numpy an object
+or structured dtype, is refused and runs nothing), ``.npz`` recordings
 (the layout of shared/data/cwru and mfpt), WAV, CSV (one column, or time and signal), MATLAB ``.mat``
 (CWRU ``X097_DE_time`` naming, MFPT ``bearing`` struct) and folders of any of these.
 ``read_recordings(path)`` picks the reader from the path.
@@ -14,7 +15,6 @@ pickles, npz, CSV and PCM WAV must never import scipy (~17 MiB resident for ``sc
 from __future__ import annotations
 
 import dataclasses
-import io
 import pickle
 import re
 import warnings
@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn import safe_pickle
 from edgecnn.errors import InputError
 
 SUFFIXES = (".pkl", ".pickle", ".npz", ".wav", ".csv", ".txt", ".mat")
@@ -130,35 +131,12 @@ def _as_rate(value: Any, source: str) -> float:
 
 
 # --- the reference pickle ---------------------------------------------------------------------------
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "float64"), ("numpy", "float32"), ("numpy", "int64"), ("numpy", "int32"),
-    ("numpy", "bool_"), ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
-    ("numpy.dtypes", "Int64DType"), ("numpy.dtypes", "Int32DType"), ("numpy.dtypes", "BoolDType"),
-    ("numpy.dtypes", "StrDType"), ("numpy.dtypes", "UInt8DType"), ("numpy.dtypes", "Int16DType"),
-    ("collections", "OrderedDict"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Admits numpy arrays, dtypes and plain containers; refuses any other global."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays and plain "
-                                     f"containers are allowed in a data pickle")
-
-
 def load_pickle_safely(path: Path) -> Any:
-    """Unpickle with the restricted unpickler; every failure becomes an InputError."""
+    """Unpickle plain data only (``edgecnn.safe_pickle``: arrays rebuilt from validated dtype, shape
+    and bytes, nothing called); every failure becomes an InputError."""
     try:
-        with open(path, "rb") as fh:
-            return _RestrictedUnpickler(io.BufferedReader(fh)).load()
-    except pickle.UnpicklingError as exc:
+        return safe_pickle.load(path)
+    except (safe_pickle.PickleRefused, pickle.UnpicklingError) as exc:
         raise InputError(f"{path}: unsafe or corrupt pickle ({' '.join(str(exc).split())})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
         raise InputError(f"{path}: not a readable data pickle ({_reason(exc)})") from None

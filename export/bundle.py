@@ -1,13 +1,26 @@
 """The bundle: the contract between training and the device. Schema, hashing, atomic writing, reading.
 
-A bundle is a folder with ``manifest.json`` (format ``edgecnn-bundle``, ``schema_version`` 1; every
-field is described in ``docs/bundle.md``) and the files it lists: model files under ``models`` and
-other files (golden vectors, the C array) under ``files``, each with its sha256 and size.
-``load_bundle`` refuses anything incomplete, tampered with, of a newer schema or of an unknown
-feature version, with one ``BundleError`` line.
+A bundle is a folder with ``manifest.json`` (format ``edgecnn-bundle``, ``schema_version`` 2; every
+field is described in ``docs/bundle.md``) and the files it lists: model files under ``models``,
+other files (golden vectors, the C array) under ``files``, and files that embed the bundle digest
+(the C header, generated firmware) under ``generated``, each with its sha256 and size.
 
-Device side: this module imports numpy and edgecnn's config only. It must never import TensorFlow,
-tf2onnx or keras (a test imports it in a fresh interpreter and checks ``sys.modules``).
+One **bundle digest** identifies a bundle everywhere: the sha256 of the canonical manifest without
+``bundle_digest`` itself and without ``generated`` (``export.integrity.bundle_digest``, the one
+definition, re-exported here; export calls it before writing the files that embed it). The manifest
+stores it, so an edited manifest is caught without a signature; an optional Ed25519 signature
+(``signature.json``, ``export.signing``) covers the whole manifest. ``export.integrity`` also reads
+the folder's files (no symbolic links, regular files only) and checks the names listed.
+
+``load_bundle`` refuses anything incomplete, tampered with, of another schema or of an unknown
+feature version, with one ``BundleError`` line: the digest, the signature (when present or
+required), every listed file (a regular file inside the folder, never through a symbolic link, of
+the listed size and sha256), and the manifest's meaning against the int8/float TFLite files'
+own tensors and embedded settings.
+
+Device side: this module imports numpy, flatbuffers and edgecnn's config only (``cryptography``
+lazily, for signatures). It must never import TensorFlow, tf2onnx or keras (a test imports it in a
+fresh interpreter and checks ``sys.modules``).
 """
 
 from __future__ import annotations
@@ -27,10 +40,31 @@ import numpy as np
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import BundleError, ConfigError, InputError
+from export.integrity import (  # noqa: F401 - part of this module's API (writer, signing, tests)
+    C_DIGEST_MACRO,
+    DIGEST_EXCLUDED,
+    DIGEST_FIELD,
+    GENERATED_SECTION,
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    SIGNATURE_FILE,
+    BundleFolder,
+    bundle_digest,
+    canonical_json,
+    check_digest,
+    check_embedded_digest,
+    check_name,
+    check_signature,
+    parse_manifest,
+)
 
 BUNDLE_FORMAT = "edgecnn-bundle"
-SCHEMA_VERSION = 1
-MANIFEST_FILE = "manifest.json"
+#: 2: ``bundle_digest`` and ``generated`` (a bundle without a digest cannot be told from an edited one).
+SCHEMA_VERSION = 2
+#: ``edgecnn parity`` results sit beside the bundle (:func:`parity_results_path`), never inside it.
+PARITY_SUFFIX = ".parity.json"
+ONNX_NOT_CROSS_CHECKED = ("ONNX files are checked by size and sha256 only; their embedded settings are not "
+                          "cross-checked against the manifest (reading ONNX needs the onnx package)")
 GOLDEN_FILE = "golden.npz"
 #: Golden vectors of the q15 DSP path (firmware_sim.golden_vectors), when the device declares cmsis-q15.
 GOLDEN_Q15_FILE = "golden_q15.npz"
@@ -142,7 +176,7 @@ class ModelEntry:
         where = f"{MANIFEST_FILE}: models[{file!r}]"
         if not isinstance(data, dict):
             raise BundleError(f"{where}: expected an object, got {type(data).__name__}")
-        _check_plain_name(file, where)
+        check_name(file, where)
         try:
             entry = cls(file=file, format=str(data["format"]), dtype=str(data["dtype"]),
                         sha256=str(data["sha256"]), bytes=int(data["bytes"]),
@@ -171,6 +205,24 @@ class Bundle:
     cfg: SpectrogramConfig
     classes: list[str]
     models: dict[str, ModelEntry]
+    digest: str = ""
+    """The bundle digest (64 hex digits): what export, inspect and stream print and firmware embeds."""
+    signature: Any = None
+    """``export.signing.SignatureStatus`` of a signed bundle (verified), None when unsigned."""
+    checks_skipped: tuple[str, ...] = ()
+    """Cross-checks this loader could not make, each as a short sentence (e.g. ONNX metadata)."""
+
+    @property
+    def listed_files(self) -> list[str]:
+        """Every file the manifest lists (models, files, generated)."""
+        return [*self.models, *_section(self.manifest, "files"), *_section(self.manifest, GENERATED_SECTION)]
+
+    def unlisted_files(self) -> list[str]:
+        """Files in the folder the manifest does not list (never read by the device side, not covered
+        by the digest or the signature), e.g. results someone put there."""
+        listed = {*self.listed_files, MANIFEST_FILE, SIGNATURE_FILE}
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                      if (p.is_file() or p.is_symlink()) and str(p.relative_to(self.path)) not in listed)
 
     def model(self, format: str = "tflite", dtype: str = "int8") -> ModelEntry:  # noqa: A002
         """The model file of this format and dtype; BundleError naming what exists otherwise."""
@@ -218,23 +270,82 @@ class Bundle:
             raise BundleError(f"{path}: cannot read golden vectors ({exc})") from None
 
 
-def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
-    """Open and verify a bundle (schema, feature version, every listed file's size and sha256)."""
+def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signature: Any = None) -> Bundle:
+    """Open and verify a bundle: schema, digest, signature, every listed file, the models' own view.
+
+    ``require_signature``: a public key (``export.signing.load_public_key``) or the path of a PEM
+    public key file; the bundle must then carry a valid signature by that key. Without it a signed
+    bundle's signature is still checked (against the key it names). ``verify_hashes=False`` skips
+    only the files' sha256 (sizes, the digest and the signature are still checked).
+    """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"{path}: not a bundle directory "
                           f"(write one with `edgecnn export RUN_DIR --out {path}`)")
     manifest_path = path / MANIFEST_FILE
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise BundleError(
-            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{manifest_path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BundleError(f"{manifest_path}: format {found!r} is not {BUNDLE_FORMAT!r}")
+    with BundleFolder(path) as folder:
+        manifest = parse_manifest(folder.read(MANIFEST_FILE, limit=MAX_MANIFEST_BYTES, missing=(
+            f"{path}: no {MANIFEST_FILE}; not an edgecnn bundle or an incomplete export")), manifest_path,
+            BUNDLE_FORMAT)
+        _check_schema(manifest, manifest_path)
+        digest = check_digest(manifest, manifest_path)
+        signature = check_signature(folder, manifest, require_signature)
+        try:
+            cfg = SpectrogramConfig.from_dict(manifest.get("dsp"))
+        except ConfigError as exc:
+            raise BundleError(f"{manifest_path}: dsp: {exc}") from None
+        classes = manifest.get("classes")
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
+            raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
+        expected_shape = [1, *cfg.input_shape]
+        input_doc = manifest.get("input")
+        shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
+        if shape != expected_shape:
+            raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
+                              f"{expected_shape}")
+        models_doc = manifest.get("models")
+        if not isinstance(models_doc, dict) or not models_doc:
+            raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
+        models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
+        listed: set[str] = set()
+        embedding: list[tuple[Path, bytes]] = []
+        for entry in models.values():
+            _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
+            listed.add(entry.file)
+            data = folder.verify(entry.file, entry.bytes, entry.sha256, verify_hashes,
+                                 keep=entry.format == "tflite")
+            if entry.format == "tflite":
+                _check_tflite(path / entry.file, data, entry, manifest)
+        files_doc = manifest.get("files", {})
+        generated_doc = manifest.get(GENERATED_SECTION, {})
+        for section, doc in (("files", files_doc), (GENERATED_SECTION, generated_doc)):
+            if not isinstance(doc, dict):
+                raise BundleError(f"{manifest_path}: {section!r} must be an object")
+            for file, data in doc.items():
+                where = f"{MANIFEST_FILE}: {section}[{file!r}]"
+                check_name(file, where)
+                if file in listed:
+                    raise BundleError(f"{where}: {file!r} is listed twice in the manifest")
+                listed.add(file)
+                try:
+                    size, file_digest = int(data["bytes"]), str(data["sha256"])
+                except (KeyError, TypeError, ValueError):
+                    raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
+                content = folder.verify(file, size, file_digest, verify_hashes, keep=_embeds_digest(manifest, file))
+                if content is not None:
+                    embedding.append((path / file, content))
+    golden = manifest.get("golden")
+    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
+        raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
+    _check_device(manifest.get("device"), files_doc, manifest_path)
+    for file, content in embedding:  # last: the checks above say more precisely what an edit broke
+        check_embedded_digest(file, content, digest)
+    notes = (ONNX_NOT_CROSS_CHECKED,) if any(e.format == "onnx" for e in models.values()) else ()
+    return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models, digest=digest,
+                  signature=signature, checks_skipped=notes)
+
+
+def _check_schema(manifest: dict, manifest_path: Path) -> None:
     version = manifest.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise BundleError(f"{manifest_path}: schema_version {version!r} is not a positive integer")
@@ -242,44 +353,67 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"{manifest_path}: schema_version {version} is newer than this edgecnn reads "
                           f"({SCHEMA_VERSION}); upgrade edgecnn")
     if version != SCHEMA_VERSION:
-        raise BundleError(
-            f"{manifest_path}: schema_version {version} is not supported (expected {SCHEMA_VERSION})")
+        raise BundleError(f"{manifest_path}: schema_version {version} is not supported (expected "
+                          f"{SCHEMA_VERSION}: it carries no bundle digest); re-export the bundle")
+
+
+def _check_tflite(file: Path, data: bytes, entry: ModelEntry, manifest: dict) -> None:
+    """The manifest's meaning against the TFLite file's own: I/O tensors and embedded settings."""
+    from export.tflite_reader import read_tflite
+
     try:
-        cfg = SpectrogramConfig.from_dict(manifest.get("dsp"))
-    except ConfigError as exc:
-        raise BundleError(f"{manifest_path}: dsp: {exc}") from None
-    classes = manifest.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise BundleError(f"{manifest_path}: 'classes' must list at least two class names, got {classes!r}")
-    expected_shape = [1, *cfg.input_shape]
-    input_doc = manifest.get("input")
-    shape = input_doc.get("shape") if isinstance(input_doc, dict) else None
-    if shape != expected_shape:
-        raise BundleError(f"{manifest_path}: input shape {shape!r} does not match the DSP config's "
-                          f"{expected_shape}")
-    models_doc = manifest.get("models")
-    if not isinstance(models_doc, dict) or not models_doc:
-        raise BundleError(f"{manifest_path}: 'models' must name at least one model file")
-    models = {file: ModelEntry.from_dict(file, data) for file, data in models_doc.items()}
-    for entry in models.values():
-        _check_model_shapes(entry, expected_shape, len(classes), manifest_path)
-        _verify_file(path, entry.file, entry.bytes, entry.sha256, verify_hashes)
-    files_doc = manifest.get("files", {})
-    if not isinstance(files_doc, dict):
-        raise BundleError(f"{manifest_path}: 'files' must be an object")
-    for file, data in files_doc.items():
-        where = f"{MANIFEST_FILE}: files[{file!r}]"
-        _check_plain_name(file, where)
-        try:
-            size, digest = int(data["bytes"]), str(data["sha256"])
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{where}: needs 'bytes' and 'sha256'") from None
-        _verify_file(path, file, size, digest, verify_hashes)
-    golden = manifest.get("golden")
-    if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
-        raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
-    _check_device(manifest.get("device"), files_doc, manifest_path)
-    return Bundle(path=path, manifest=manifest, cfg=cfg, classes=list(classes), models=models)
+        model = read_tflite(data)
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: not a readable TFLite flatbuffer ({exc})") from None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BundleError(f"{file}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; a bundle "
+                          f"model has one of each")
+    for role, spec, tensor in (("input", entry.input, model.inputs[0]), ("output", entry.output, model.outputs[0])):
+        file_scale = tensor.scale[0] if len(tensor.scale) == 1 and tensor.scale[0] != 0.0 else None
+        file_zero = tensor.zero_point[0] if file_scale is not None and len(tensor.zero_point) == 1 else None
+        said = (spec.dtype, tuple(spec.shape), spec.scale, spec.zero_point)
+        # The manifest keeps LiteRT's float64 view of the file's float32 scale: compare as float32.
+        same = (spec.dtype == tensor.dtype and tuple(spec.shape) == tensor.shape and spec.zero_point == file_zero
+                and (spec.scale is None) == (file_scale is None)
+                and (spec.scale is None or np.float32(spec.scale) == np.float32(file_scale)))
+        if not same:
+            raise BundleError(f"{file}: the manifest gives the {role} as {_tensor_text(*said)}, the model file "
+                              f"as {_tensor_text(tensor.dtype, tensor.shape, file_scale, file_zero)}; the "
+                              f"manifest was edited or belongs to another model")
+    settings = model.metadata.get(MODEL_METADATA_KEY)
+    if settings is None:
+        raise BundleError(f"{file}: carries no {MODEL_METADATA_KEY!r} metadata (classes, DSP config); "
+                          f"not a model edgecnn exported")
+    try:
+        embedded = json.loads(settings)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file}: its {MODEL_METADATA_KEY!r} metadata is not JSON ({exc})") from None
+    for key in ("classes", "dsp"):
+        if not isinstance(embedded, dict) or embedded.get(key) != manifest.get(key):
+            raise BundleError(f"{file}: the model was exported with {key} {_brief(embedded, key)}, the manifest "
+                              f"says {_brief(manifest, key)}; the manifest was edited or belongs to another model")
+
+
+def _tensor_text(dtype: str, shape: tuple, scale: float | None, zero_point: int | None) -> str:
+    quant = f" scale {scale!r} zero point {zero_point}" if scale is not None else ""
+    return f"{dtype} {list(shape)}{quant}"
+
+
+def _brief(doc: Any, key: str) -> str:
+    value = doc.get(key) if isinstance(doc, dict) else None
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _embeds_digest(manifest: dict, file: str) -> bool:
+    c_array = manifest.get("c_array")
+    return isinstance(c_array, dict) and c_array.get("header") == file and file in _section(manifest,
+                                                                                            GENERATED_SECTION)
+
+
+def _section(manifest: dict, key: str) -> dict:
+    doc = manifest.get(key)
+    return doc if isinstance(doc, dict) else {}
 
 
 def _check_model_shapes(entry: ModelEntry, expected_input: list[int], n_classes: int, where: Path) -> None:
@@ -322,26 +456,18 @@ def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
         raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
 
 
-def _verify_file(root: Path, name: str, size: int, digest: str, verify_hash: bool) -> None:
-    file = root / name
-    if not file.is_file():
-        raise BundleError(
-            f"{root}: {name} is listed in {MANIFEST_FILE} but missing; the bundle is incomplete")
-    actual = file.stat().st_size
-    if actual != size:
-        raise BundleError(f"{file}: {actual} bytes, the manifest says {size}; the file was modified")
-    if verify_hash and sha256_file(file) != digest:
-        raise BundleError(f"{file}: sha256 does not match the manifest; the file was modified")
-
-
-def _check_plain_name(name: str, where: str) -> None:
-    # A manifest must not point outside its own folder.
-    if not name or name != Path(name).name or name in (".", ".."):
-        raise BundleError(f"{where}: {name!r} is not a plain file name inside the bundle")
-
-
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def parity_results_path(bundle_dir: str | Path) -> Path:
+    """Where ``edgecnn parity`` writes its results: beside the bundle, ``BUNDLE_DIR.parity.json``.
+
+    Results derived from a bundle stay out of it: the bundle's content is what the digest and the
+    signature cover, and a result written into it later would change neither yet sit among it.
+    """
+    bundle_dir = Path(bundle_dir)
+    return bundle_dir.absolute().parent / f"{bundle_dir.absolute().name}{PARITY_SUFFIX}"
 
 
 def sha256_file(path: str | Path) -> str:

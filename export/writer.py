@@ -2,8 +2,19 @@
 
 Order of work: read the run, pick a stratified calibration sample of its training windows,
 convert every requested model into a temporary folder next to the destination, measure the
-footprint, compute golden vectors, write ``manifest.json`` last, then rename the folder into place.
-Any exception on the way removes the temporary folder; an existing bundle stays untouched.
+footprint, compute golden vectors, then finish the manifest:
+
+1. the manifest is built with every listed file but the generated ones (each with its sha256);
+2. ``export.bundle.bundle_digest(manifest)`` gives the bundle digest (the one definition);
+3. ``_write_generated(build, manifest, digest)`` writes the files that embed the digest (the C
+   header ``model_int8_data.h``; generated firmware goes here too) and lists each with
+   ``build.add_generated(name, role)``: they go under the manifest's ``generated`` section, which the
+   digest leaves out and the signature covers;
+4. ``bundle_digest`` and ``generated`` are stored, ``manifest.json`` is written, and with ``sign`` the
+   manifest is signed into ``signature.json``;
+
+then the folder is renamed into place. Any exception on the way removes the temporary folder; an
+existing bundle stays untouched.
 
 With ``dsp``/``adc`` the manifest declares the device's DSP backend and converter (section
 ``device``; the device side then uses them by default), the footprint counts that backend's
@@ -35,6 +46,9 @@ from edgecnn.rundir import RunInfo, load_keras_model, read_run
 from export import carray, footprint, golden
 from export.bundle import (
     BUNDLE_FORMAT,
+    C_DIGEST_MACRO,
+    DIGEST_FIELD,
+    GENERATED_SECTION,
     GOLDEN_FILE,
     GOLDEN_Q15_FILE,
     INPUT_LAYOUT,
@@ -44,6 +58,7 @@ from export.bundle import (
     ModelEntry,
     TensorSpec,
     atomic_directory,
+    bundle_digest,
     check_output_dir,
     file_record,
 )
@@ -113,7 +128,7 @@ def stratified_sample(labels: np.ndarray, n: int, *, seed: int = CALIBRATION_SEE
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats: str | Iterable[str] | None = None,
                   calibration: int = 200, force: bool = False,
                   progress: Callable[[str], None] | None = None, quiet: bool = False,
-                  dsp: str | None = None, adc: Any = None) -> Path:
+                  dsp: str | None = None, adc: Any = None, sign: str | Path | None = None) -> Path:
     """Write the bundle of a run directory to ``out_dir`` and return its path.
 
     ``formats``: keys of ``ALL_FORMATS`` (default ``DEFAULT_FORMATS``; ``tflite_int8`` always).
@@ -121,7 +136,14 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats: str | It
     ``progress(message)`` is told each stage. ``quiet`` swallows the converters' native logging.
     ``dsp`` (a ``firmware_sim.dsp_backends`` name) and ``adc`` (an ``ADC`` or its ``to_dict()``)
     declare the device; without either the manifest has no ``device`` section.
+    ``sign``: an Ed25519 private key file (``edgecnn keygen``); the bundle then carries
+    ``signature.json`` over its manifest.
     """
+    signing_key = None
+    if sign is not None:
+        from export import signing
+
+        signing_key = signing.load_private_key(sign)  # refuse a bad key before any slow work
     run = read_run(run_dir)
     wanted = parse_formats(formats)
     device = device_section(dsp, adc, run.cfg)
@@ -136,7 +158,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats: str | It
         raise InputError(f"{run.path}: calibration.npz holds no windows")
     say = progress or (lambda message: None)
     with atomic_directory(out_dir, force=force) as tmp:
-        _write_bundle(tmp, run, wanted, windows, labels, int(calibration), say, quiet, device)
+        _write_bundle(tmp, run, wanted, windows, labels, int(calibration), say, quiet, device, signing_key)
     say(f"bundle written to {out_dir}")
     return out_dir
 
@@ -174,6 +196,7 @@ class _Build:
     macs: int
     models: dict[str, ModelEntry] = dataclasses.field(default_factory=dict)
     files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    generated: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     arena: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def chatter(self) -> contextlib.AbstractContextManager:
@@ -188,6 +211,10 @@ class _Build:
 
     def add_file(self, name: str, role: str) -> None:
         self.files[name] = {**file_record(self.tmp / name), "role": role}
+
+    def add_generated(self, name: str, role: str) -> None:
+        """List a file that embeds the bundle digest (written by ``_write_generated``)."""
+        self.generated[name] = {**file_record(self.tmp / name), "role": role}
 
     @property
     def int8(self) -> ModelEntry:
@@ -221,7 +248,7 @@ def device_section(dsp: str | None, adc: Any, cfg) -> dict[str, Any] | None:
 
 def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.ndarray,
                   labels: np.ndarray, calibration: int, say: Callable[[str], None], quiet: bool,
-                  device: dict[str, Any] | None = None) -> None:
+                  device: dict[str, Any] | None = None, signing_key: Any = None) -> None:
     say(f"loading {run.model_path}")
     with _converter_chatter(quiet):
         model = load_keras_model(run.model_path)
@@ -243,7 +270,29 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
     manifest = _manifest(build, c_array_doc, device, calibration={
         "windows": int(len(sample)), "available": int(len(labels)),
         "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")  # last: marks it complete
+    digest = bundle_digest(manifest)
+    say(f"bundle digest {digest}")
+    _write_generated(build, manifest, digest)
+    manifest[GENERATED_SECTION] = build.generated
+    manifest[DIGEST_FIELD] = digest
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")  # last but the signature
+    if signing_key is not None:
+        from export import signing
+
+        say(f"signed with ed25519 key {signing.write_signature(tmp, manifest, signing_key)}")
+
+
+def _write_generated(build: _Build, manifest: dict[str, Any], digest: str) -> None:
+    """Write the files that embed the bundle digest; list each with ``build.add_generated``.
+
+    ``manifest`` is final but for ``generated`` and ``bundle_digest``; nothing here may change it.
+    """
+    c_array = manifest.get("c_array")
+    if c_array:
+        build.say(f"writing {c_array['header']}")
+        (build.tmp / c_array["header"]).write_text(
+            carray.c_header(c_array["symbol"], bundle_digest=digest, digest_macro=C_DIGEST_MACRO))
+        build.add_generated(c_array["header"], "c_array")
 
 
 def _write_tflite(build: _Build, key: str) -> None:
@@ -369,18 +418,16 @@ def _arena_or_none(path: Path, *, required: bool) -> dict[str, int] | None:
 
 def _write_c_array(build: _Build) -> dict[str, Any]:
     entry = build.int8
-    build.say(f"writing {C_ARRAY_STEM}.cc/.h")
+    build.say(f"writing {C_ARRAY_STEM}.cc")
     symbol = carray.c_symbol(C_ARRAY_STEM)
     header, source = f"{C_ARRAY_STEM}.h", f"{C_ARRAY_STEM}.cc"
     comment = (f"{entry.file}: {entry.bytes} bytes, sha256 {entry.sha256}\n"
                f"input scale {entry.input.scale!r} zero_point {entry.input.zero_point}")
-    (build.tmp / header).write_text(carray.c_header(symbol))
     data = (build.tmp / entry.file).read_bytes()
     (build.tmp / source).write_text(carray.c_source(data, symbol, header=header, comment=comment))
-    build.add_file(header, "c_array")
-    build.add_file(source, "c_array")
+    build.add_file(source, "c_array")  # the header embeds the digest: written by _write_generated
     return {"source": source, "header": header, "symbol": symbol, "length_symbol": f"{symbol}_len",
-            "model": entry.file, "alignment": 16}
+            "model": entry.file, "alignment": 16, "digest_macro": C_DIGEST_MACRO}
 
 
 def _class_counts(labels: np.ndarray, classes: list[str]) -> dict[str, int]:

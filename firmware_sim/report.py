@@ -24,13 +24,16 @@ from firmware_sim.sources import Block
 class EventLog:
     """Events as JSON lines, each flushed as it happens."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, fields: dict | None = None) -> None:
         self.path = Path(path)
+        self.fields = dict(fields or {})
+        """Added to every line (the stream command records the bundle digest, so each event says
+        which model raised it)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the run)
 
     def __call__(self, event: Event) -> None:
-        self._fh.write(json.dumps(event.to_json()) + "\n")
+        self._fh.write(json.dumps({**event.to_json(), **self.fields}) + "\n")
         self._fh.flush()
 
     def close(self) -> None:

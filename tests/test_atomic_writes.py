@@ -113,7 +113,7 @@ def test_parity_interrupted_leaves_no_parity_json(tiny_bundle, tmp_path, ctrl_c_
     code = main(["parity", str(bundle), "--data", str(data), "--stream", "none", "--runtimes", "litert",
                  "--no-keras", "--quiet", "--json", str(tmp_path / "parity.json")])
     assert code == 130
-    assert not (bundle / "parity.json").exists() and not (tmp_path / "parity.json").exists()
+    assert not (tmp_path / "bundle.parity.json").exists() and not (tmp_path / "parity.json").exists()
     assert _leftovers(bundle) == [] and _leftovers(tmp_path) == []
 
 

@@ -21,6 +21,7 @@ from export.bundle import (
     atomic_directory,
     load_bundle,
 )
+from tests.util import write_resealed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,10 +33,10 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 
 def _edit_manifest(bundle: Path, edit) -> None:
-    path = bundle / MANIFEST_FILE
-    manifest = json.loads(path.read_text())
+    """Edit the manifest and recompute its digest (tests/test_bundle_integrity.py covers edits that don't)."""
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     edit(manifest)
-    path.write_text(json.dumps(manifest))
+    write_resealed(bundle, manifest)
 
 
 def test_importing_export_modules_does_not_load_tensorflow():
@@ -86,7 +87,7 @@ def test_missing_model_format_names_what_exists(tiny_bundle):
 def test_flipping_one_byte_of_any_listed_file_is_refused(tiny_bundle, tmp_path):
     bundle = _copy(tiny_bundle, tmp_path)
     manifest = json.loads((bundle / MANIFEST_FILE).read_text())
-    listed = [*manifest["models"], *manifest["files"]]
+    listed = [*manifest["models"], *manifest["files"], *manifest["generated"]]
     assert len(listed) == 7
     for name in listed:
         path = bundle / name
@@ -129,7 +130,7 @@ def test_missing_file_and_missing_manifest_are_refused(tiny_bundle, tmp_path):
     (lambda m: m.update(classes=["A"]), "at least two class names"),
     (lambda m: m["input"].update(shape=[1, 129, 40, 1]), "does not match the DSP config"),
     (lambda m: m.update(models={"../model_int8.tflite": m["models"]["model_int8.tflite"]}),
-     "not a plain file name"),
+     "not a file name inside the bundle"),
     (lambda m: m["models"]["model_int8.tflite"].pop("sha256"), "field 'sha256' is missing"),
     (lambda m: m["models"]["model_int8.tflite"].update(format="pb"), "format 'pb' unknown"),
     (lambda m: m["models"]["model_int8.tflite"]["input"].update(scale=0.0), "must be finite and > 0"),

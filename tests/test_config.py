@@ -54,6 +54,7 @@ def test_json_round_trip_with_normalisation():
     ({"norm_mean": ("a",)}, r"Parameter norm_mean=\('a',\) must be a sequence of numbers"),
     ({"norm_mean": (float("nan"),)}, r"Parameter norm_mean must hold finite numbers"),
     ({"window": "nosuchwindow"}, r"Parameter window='nosuchwindow' is not a scipy window"),
+    ({"window": ()}, r"Parameter window=\(\) is not a scipy window"),  # scipy raises IndexError on it
 ])
 def test_every_validation_message(kwargs, match):
     with pytest.raises(ConfigError, match=match):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from edgecnn.errors import InputError
 from edgecnn.readers import read_recordings
-from tests.util import run_cli, subprocess_env
+from tests.util import run_cli, subprocess_env, write_resealed
 
 SUFFIXES = [".pkl", ".npz", ".wav", ".csv", ".mat"]
 
@@ -166,7 +166,7 @@ DATA_CASES = {
                             "not a readable npz recording .*Object arrays cannot be loaded"),
     "object array in pickle": (lambda r: _pickle(r / "objects.pkl", {"signal": np.array([[1.0, "a"]] * 2, dtype=object),
                                                                      "label": np.eye(2)}), (), InputError,
-                               "signal has dtype object; need real numbers"),
+                               r"unsafe or corrupt pickle \(dtype 'O8' is refused"),
     "NaN in recording": (lambda r: _npz(r / "nan.npz", signal=np.where(np.arange(_X.size) == 7, np.nan, _X), fs=FS),
                          (), InputError, "signal has 1 NaN/Inf samples; clean or drop the recording"),
     "Inf in CSV recording": (lambda r: _bytes(r / "inf.csv", "\n".join(["0.5"] * 20000 + ["inf", "-inf"]).encode()),
@@ -195,12 +195,23 @@ PARITY_CASES = ["truncated npz", "NaN in recording", "rate not exactly resamplab
                 "pickle with a code-running payload"]
 
 
-def _edit_manifest(bundle: Path, edit) -> Path:
+def _edit_manifest(bundle: Path, edit, *, reseal: bool = True) -> Path:
+    """Edit the manifest; recompute its digest unless ``reseal`` is False (an edit the digest catches)."""
     path = bundle / "manifest.json"
     manifest = json.loads(path.read_text())
     edit(manifest)
-    path.write_text(json.dumps(manifest))
+    if reseal:
+        write_resealed(bundle, manifest)
+    else:
+        path.write_text(json.dumps(manifest))
     return bundle
+
+
+def _symlink_model(bundle: Path) -> None:
+    model = bundle / "model_int8.tflite"
+    outside = bundle.parent / "elsewhere.tflite"
+    model.rename(outside)
+    model.symlink_to(outside)
 
 
 def _flip_byte(path: Path) -> None:
@@ -234,6 +245,16 @@ BUNDLE_CASES = {
     "model input disagrees with DSP config": (
         lambda b: _edit_manifest(b, _reshape_everything),
         r"model_int8.tflite takes input shape \[1, 129, 44, 1\], but the DSP config makes \[1, 129, 53, 1\]"),
+    "manifest edited after export": (
+        lambda b: _edit_manifest(b, lambda m: m.update(classes=m["classes"][::-1]), reseal=False),
+        r"manifest.json: content does not match its bundle_digest .*; the manifest was modified after export"),
+    "classes swapped, digest recomputed": (
+        lambda b: _edit_manifest(b, lambda m: m.update(classes=m["classes"][::-1])),
+        r"model_int8.tflite: the model was exported with classes \[\"A\", \"B\"\], the manifest says "
+        r"\[\"B\", \"A\"\]"),
+    "model file is a symbolic link": (_symlink_model,
+                                      r"model_int8.tflite: a symbolic link \(or under one\); a bundle holds regular "
+                                      r"files only"),
 }
 
 def _edit_run_config(run: Path, edit) -> None:
@@ -244,7 +265,8 @@ def _edit_run_config(run: Path, edit) -> None:
 
 
 #: Bundle cases also run through ``edgecnn stream`` (the same reader; a few suffice).
-STREAMED_BUNDLE_CASES = ["unknown feature_version", "altered model file", "model input disagrees with DSP config"]
+STREAMED_BUNDLE_CASES = ["unknown feature_version", "altered model file", "model input disagrees with DSP config",
+                         "manifest edited after export", "model file is a symbolic link"]
 
 RUN_CASES = {
     "missing model file": (lambda r: (r / "model.keras").unlink(), "model.keras is missing; the run is incomplete"),

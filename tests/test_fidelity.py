@@ -15,7 +15,7 @@ import pytest
 
 from edgecnn.errors import BundleError
 from export.bundle import GOLDEN_Q15_FILE, load_bundle
-from tests.util import run_cli
+from tests.util import run_cli, write_resealed
 
 pytest.importorskip("cmsisdsp", reason="the CMSIS-DSP backends need the cmsisdsp package")
 
@@ -39,7 +39,7 @@ def _edit_manifest(src, dst, edit):
     shutil.copytree(src, dst)
     manifest = json.loads((dst / "manifest.json").read_text())
     edit(manifest)
-    (dst / "manifest.json").write_text(json.dumps(manifest))
+    write_resealed(dst, manifest)  # an edit, so the digest and the header that embeds it follow
     return dst
 
 

@@ -25,7 +25,11 @@ def test_parity_cli_evaluates_every_format_on_the_runs_test_recordings(trained_b
                    "--plot", str(plot), "--stream", "none", "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
-    assert result == json.loads((trained_bundle / "parity.json").read_text())
+    from export.bundle import load_bundle, parity_results_path
+
+    assert result == json.loads(parity_results_path(trained_bundle).read_text())  # beside the bundle, not in it
+    assert result["bundle_digest"] == load_bundle(trained_bundle).digest
+    assert not (trained_bundle / "parity.json").exists()
     variants = result["model_level"]["variants"]
     assert set(variants) == {"keras_float32", "tflite_float32/litert", "tflite_int8/litert", "tflite_int8/tflm",
                              "onnx_float32/onnxruntime", "onnx_int8/onnxruntime"}

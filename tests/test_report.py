@@ -1,4 +1,4 @@
-"""The HTML report: built from a real run, bundle, parity.json and stream result, checked in a real browser.
+"""The HTML report: built from a real run, bundle, parity results and stream result, checked in a real browser.
 
 The browser test starts Debian's chromium headless (no network, fresh profile), lets a small probe
 script (added to a copy of the page; the report itself has no JavaScript) record every image's
@@ -34,7 +34,7 @@ from edgecnn.report import (
     render_html,
     size,
 )
-from tests.util import REPO, subprocess_env
+from tests.util import REPO, subprocess_env, write_resealed
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -111,10 +111,10 @@ def parse(page: str) -> PageParser:
 
 @pytest.fixture(scope="module")
 def demo_folder(trained_run_dir, trained_bundle, trained_data, tmp_path_factory) -> Path:
-    """What `edgecnn demo --out DIR` leaves: a run, its bundle with parity.json, a stream result and plot."""
+    """What `edgecnn demo --out DIR` leaves: a run, its bundle and its parity results, a stream result and plot."""
     folder = tmp_path_factory.mktemp("report_demo")
     shutil.copytree(trained_run_dir, folder / "run")
-    # A copy: other tests run parity on the shared bundle and would overwrite its parity.json.
+    # A copy: other tests run parity on the shared bundle and would overwrite its parity results.
     bundle = shutil.copytree(trained_bundle, folder / "bundle")
     assert main(["parity", str(bundle), "--data", str(trained_data), "--debug-layers", "--quiet"]) in (0, 1)
     assert main(["stream", str(bundle), "--source", "synth:duration=20,onset=10,seed=1", "--json",
@@ -159,7 +159,7 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
     assert scroll_width <= box_width
 
     # The parity table shows the bundle's figures, variant by variant.
-    parity = json.loads((demo_folder / "bundle" / "parity.json").read_text())
+    parity = json.loads((demo_folder / "bundle.parity.json").read_text())  # parity writes beside the bundle
     model = parity["model_level"]
     rows = {row[0]: row for row in dom.tables["parity-table"][1:]}
     assert set(rows) == set(model["variants"])
@@ -194,7 +194,8 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
 def test_report_is_self_contained_and_shows_the_runs_figures(report, demo_folder):
     page = report.read_text()
     dom = parse(page)
-    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "dsp"]
+    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "integrity",
+                            "dsp"]
     # Self-contained: images are data URIs, no script, no external resource of any kind.
     assert all(img["src"].startswith("data:image/png;base64,") for img in dom.images)
     assert "<script" not in page.lower()
@@ -261,17 +262,16 @@ def test_report_from_a_run_or_a_bundle_alone(demo_folder, trained_run_dir, tmp_p
     assert main(["report", str(trained_run_dir), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     page = out.read_text()
-    assert "No parity.json" not in page and "edgecnn export RUN_DIR --out BUNDLE" in page
+    assert "No parity results" not in page and "edgecnn export RUN_DIR --out BUNDLE" in page
     assert len(parse(page).images) == 4
     assert [p.name for p in tmp_path.iterdir()] == ["run.html"]  # written atomically, nothing left over
 
-    bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "fresh_bundle")
-    (bundle / "parity.json").unlink()
+    bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "fresh_bundle")  # without its parity results
     out = tmp_path / "bundle.html"
     assert main(["report", str(bundle), "--out", str(out), "--stream-json", str(demo_folder / "stream.json"),
                  "--quiet"]) == 0
     page = out.read_text()
-    assert "No parity.json in the bundle" in page and "edgecnn parity BUNDLE --data DATA" in page
+    assert "No parity results beside the bundle" in page and "edgecnn parity BUNDLE --data DATA" in page
     # The bundle's run is found through its manifest; the stream plot beside the JSON is used.
     dom = parse(page)
     assert {img["alt"] for img in dom.images} >= {"training curves", "stream timeline"}
@@ -286,9 +286,10 @@ def test_report_from_a_run_or_a_bundle_alone(demo_folder, trained_run_dir, tmp_p
 def test_report_of_a_bundle_whose_run_is_gone(demo_folder, tmp_path):
     """A bundle on its own (its run left behind on the training machine): every section, from the manifest."""
     bundle = shutil.copytree(demo_folder / "bundle", tmp_path / "shipped" / "bundle")
+    shutil.copy(demo_folder / "bundle.parity.json", tmp_path / "shipped")  # parity's results travel beside it
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["training"]["run_path"] = str(tmp_path / "training_machine" / manifest["training"]["run"])
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_resealed(bundle, manifest)  # an edit, so digest and header follow it
     out = tmp_path / "bundle.html"
     assert main(["report", str(bundle), "--out", str(out), "--quiet"]) == 0
     page = out.read_text()
@@ -303,6 +304,23 @@ def test_report_of_a_bundle_whose_run_is_gone(demo_folder, tmp_path):
     assert ["windows", f"{data['n_windows']:,}"] in dom.tables["table0"]
     assert "parity-table" in dom.tables and "fit-table" in dom.tables
     assert {img["alt"] for img in dom.images} == {"parity stream timelines"}
+
+
+def test_integrity_section_shows_the_digest_and_flags_results_of_another_bundle(tiny_bundle, tmp_path):
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    digest = json.loads((bundle / "manifest.json").read_text())["bundle_digest"]
+    (tmp_path / "bundle.parity.json").write_text(json.dumps({"bundle_digest": digest, "model_level": {},
+                                                             "gate": {"passed": True, "failures": []}}))
+    stream = tmp_path / "stream.json"
+    stream.write_text(json.dumps({"timing": {}, "events": [], "decisions": 0, "bundle_digest": "0" * 64}))
+    (bundle / "notes.txt").write_text("not listed")
+    dom = parse(render_html(collect(bundle, stream_json=stream)))
+    identity = dict(map(tuple, dom.tables["identity-table"]))
+    assert identity["bundle digest"] == digest
+    assert identity["signature"].startswith("unsigned") and identity["not in the manifest (not covered)"] == "notes.txt"
+    rows = {row[0]: row[1:] for row in dom.tables["results-digest"][1:]}
+    assert rows["parity results"] == [digest, "yes"]
+    assert rows["stream result"] == ["0" * 64, "NO: another bundle"]
 
 
 EVIL = "<script>alert(1)</script>"
@@ -419,14 +437,13 @@ def test_a_json_that_is_not_a_stream_result_is_refused(tiny_bundle, tmp_path, ca
     assert main(["report", str(tiny_bundle), "--stream-json", str(bogus), "--out", str(tmp_path / "r.html")]) == 2
     assert "not an `edgecnn stream --json` result" in capsys.readouterr().err
     # The tiny fixture run has a config but no metrics, history or plots: the page says what is missing.
-    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")
-    (bundle / "parity.json").unlink(missing_ok=True)  # other tests run parity on the shared fixture
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "bundle")  # a copy: parity results stay beside the original
     inputs = collect(bundle)
     assert inputs.manifest is not None and inputs.run_config is not None and inputs.metrics is None
     page = render_html(inputs)
     dom = parse(page)
     assert dom.images == [] and "fit-table" in dom.tables
-    assert "No per-recording figures found." in page and "No parity.json in the bundle" in page
+    assert "No per-recording figures found." in page and "No parity results beside the bundle" in page
 
 
 def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tiny_bundle, tmp_path):
@@ -438,7 +455,7 @@ def test_locate_matches_the_bundles_run_in_a_moved_demo_folder(tiny_run_dir, tin
     shutil.copytree(tiny_run_dir, demo / "runs" / run_name)
     # As after moving the folder to another machine: the recorded absolute run path is gone.
     manifest["training"]["run_path"] = str(tmp_path / "elsewhere" / run_name)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_resealed(bundle, manifest)  # an edit, so digest and header follow it
     (demo / "notes.json").write_text("{}")
     (demo / "stream_result.json").write_text(json.dumps({"timing": {}, "events": [], "decisions": 0}))
     found = locate(demo)
@@ -467,7 +484,8 @@ def test_report_in_the_device_only_environment(demo_folder, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     page = out.read_text()
     dom = parse(page)
-    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "dsp"]
+    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "integrity",
+                            "dsp"]
     assert {img["alt"] for img in dom.images} == {"training curves", "confusion matrix", "example spectrograms",
                                                   "test prediction", "stream timeline"}  # the PNGs on disk
     assert "Parity stream timelines not drawn: matplotlib is not installed here" in dom.text

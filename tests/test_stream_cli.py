@@ -29,7 +29,9 @@ def test_stream_writes_events_json_and_plot(tiny_bundle, tmp_path):
     assert data["peak_rss_mb"] > 0
     lines = events.read_text().splitlines()
     assert len(lines) == len(data["events"])
-    assert [json.loads(line) for line in lines] == data["events"]
+    logged = [json.loads(line) for line in lines]
+    assert all(e.pop("bundle_digest") == data["bundle_digest"] for e in logged)  # which model raised it
+    assert logged == data["events"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert proc.stderr == ""  # --quiet: no status line
 

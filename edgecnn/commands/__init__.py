@@ -5,9 +5,17 @@ and the device-side commands start fast and never load TensorFlow.
 """
 
 
+def add_require_signature_argument(parser) -> None:
+    """``--require-signature PUBKEY``, spelt once for every command that loads a bundle."""
+    parser.add_argument("--require-signature", default=None, metavar="PUBKEY",
+                        help="refuse the bundle unless it is signed by this Ed25519 public key (PEM, "
+                             "KEY.pub from `edgecnn keygen`); without it a signature present is still checked")
+
+
 def add_bundle_data_arguments(parser) -> None:
     """The arguments every command that evaluates a bundle on recordings takes, spelt once."""
     parser.add_argument("bundle", help="bundle folder (edgecnn export)")
+    add_require_signature_argument(parser)
     parser.add_argument("--data", required=True, help="recordings: a file or folder in any supported format")
     parser.add_argument("--label-map", default=None,
                         help="recording label -> class, e.g. normal=A,*=B (default: the bundle's training map)")

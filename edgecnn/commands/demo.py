@@ -90,11 +90,13 @@ def run(args) -> int:
 
 def summary(out: Path, archs: list[str], rows: list[tuple[str, float]], gates: dict[str, int]) -> str:
     """The short summary: accuracy float and int8, bundle size, arena, stream events and real-time factor."""
+    from export.bundle import parity_results_path
+
     lines = ["edgecnn demo summary", f"  results in {out}/ (open {out / 'report.html'})"]
     for arch in archs:
         metrics = json.loads((out / f"run_{arch}" / "metrics.json").read_text())
         manifest = json.loads((out / f"bundle_{arch}" / "manifest.json").read_text())
-        parity = json.loads((out / f"bundle_{arch}" / "parity.json").read_text())
+        parity = json.loads(parity_results_path(out / f"bundle_{arch}").read_text())
         variants = parity["model_level"]["variants"]
         ref = parity["model_level"]["reference"]
         int8 = variants["tflite_int8/litert"]

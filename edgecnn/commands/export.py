@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--adc-bits", type=int, default=16, help="ADC resolution in bits (default 16)")
     parser.add_argument("--adc-units", default="g", help="ADC physical units (default g)")
     parser.add_argument("--adc-noise-lsb", type=float, default=0.0, help="ADC input noise, RMS counts (default 0)")
+    parser.add_argument("--sign", default=None, metavar="KEY",
+                        help="sign the bundle with this Ed25519 private key (edgecnn keygen): signature.json")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(func=run)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                   units=args.adc_units, noise_lsb=args.adc_noise_lsb)
     out = export_bundle(args.run_dir, args.out, formats=args.formats, calibration=args.calibration,
                         force=args.force, progress=None if args.quiet else say, quiet=args.quiet,
-                        dsp=args.dsp, adc=adc)
+                        dsp=args.dsp, adc=adc, sign=args.sign)
     bundle = load_bundle(out)  # read back: what was written verifies
     if not args.quiet:
         for entry in bundle.models.values():
@@ -62,4 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"device: {DeviceDSP.resolve(bundle.device).describe()}")
         print(f"bundle: {out}")
+        print(f"bundle digest: {bundle.digest}")
+        print(f"signature: ed25519 key {bundle.signature.key_id} (signature.json)" if bundle.signature
+              else "signature: none (unsigned; sign with --sign KEY)")
     return 0

@@ -45,7 +45,7 @@ def run(args) -> int:
     if args.max_drop is not None and not 0.0 <= args.max_drop <= 1.0:
         raise ConfigError(f"--max-drop {args.max_drop} must be in [0, 1]")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
                               progress=Progress("features", quiet=args.quiet))
 

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgecnn.commands import add_require_signature_argument
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +20,7 @@ def register(subparsers) -> None:
         description="Verify a bundle and summarise it: classes, DSP config, each model's size, "
                     "quantisation, parameters and MACs, and the device footprint.")
     parser.add_argument("bundle", metavar="BUNDLE_DIR", help="bundle folder written by `edgecnn export`")
+    add_require_signature_argument(parser)
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
                         help="write the summary as JSON to OUT (or stdout when OUT is omitted or '-')")
     parser.set_defaults(func=run)
@@ -32,6 +35,10 @@ def summary(bundle) -> dict[str, Any]:
         "format": manifest["format"],
         "schema_version": manifest["schema_version"],
         "created": manifest.get("created"),
+        "bundle_digest": bundle.digest,
+        "signature": bundle.signature.to_json() if bundle.signature else None,
+        "unlisted_files": bundle.unlisted_files(),
+        "checks_skipped": list(bundle.checks_skipped),
         "classes": bundle.classes,
         "dsp": {
             "fs": cfg.fs, "nperseg": cfg.nperseg, "noverlap": cfg.noverlap, "hop": cfg.hop,
@@ -55,6 +62,15 @@ def summary(bundle) -> dict[str, Any]:
         "calibration": manifest.get("calibration"),
         "tool_versions": manifest.get("tool_versions"),
     }
+
+
+def _signature_text(signature: dict | None) -> str:
+    if not signature:
+        return "no (unsigned bundle: its digest is checked, not who made it)"
+    if signature["trusted_key"]:
+        return f"yes, ed25519 key {signature['key_id']}, verified against the required public key"
+    return (f"yes, ed25519 key {signature['key_id']}, signature valid (the key itself is not checked: "
+            "pass --require-signature PUBKEY)")
 
 
 def _quant(spec: dict) -> str:
@@ -87,6 +103,8 @@ def render(info: dict[str, Any]) -> str:
     dsp = info["dsp"]
     lines = [
         f"bundle   {info['bundle']}  ({info['format']} v{info['schema_version']}, created {info['created']})",
+        f"digest   {info['bundle_digest']}",
+        f"signed   {_signature_text(info.get('signature'))}",
         f"classes  {', '.join(info['classes'])}",
         f"dsp      fs {dsp['fs']:g} Hz, nperseg {dsp['nperseg']}, noverlap {dsp['noverlap']} "
         f"(hop {dsp['hop']}), "
@@ -126,6 +144,9 @@ def render(info: dict[str, Any]) -> str:
         f"ADC +/-{adc['full_scale']:g} {adc['units']} {adc['bits']}-bit (noise {adc['noise_lsb']:g} LSB)"
         if adc else "no ADC model") + (f", q15 golden vectors {device['golden_q15']}" if device.get("golden_q15")
                                         else "") if device else "not declared (numpy float DSP, no ADC)"))
+    if info.get("unlisted_files"):
+        lines.append(f"unlisted {', '.join(info['unlisted_files'])} (not in the manifest: never read, not "
+                     "covered by the digest or a signature)")
     training = info.get("training")
     if isinstance(training, dict) and training:
         keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
@@ -136,7 +157,7 @@ def render(info: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from export.bundle import load_bundle
 
-    info = summary(load_bundle(args.bundle))
+    info = summary(load_bundle(args.bundle, require_signature=args.require_signature))
     if args.json is None:
         print(render(info))
     elif args.json == "-":

@@ -30,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--stream", choices=STREAM_MODES, default="auto",
                    help="stream-level parity: synthetic onset stream, the test recordings back to back, or "
                         "none (auto: synth for pickled windows, else data)")
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file (they always go to "
+                                                "BUNDLE_DIR.parity.json beside the bundle)")
     p.add_argument("--plot", default=None, help="write a PNG: accuracy per format, float vs int8 probabilities")
     p.add_argument("--debug-layers", action="store_true",
                    help="per-layer float vs int8 error of the TFLite int8 model (needs the run directory)")
@@ -43,14 +44,14 @@ def run(args) -> int:
     from edgecnn.fileio import write_json
     from edgecnn.progress import Progress
     from edgecnn.rundir import read_run
-    from export.bundle import load_bundle
+    from export.bundle import load_bundle, parity_results_path
 
     if not 0.0 <= args.max_drop <= 1.0:
         raise ConfigError(f"--max-drop {args.max_drop} must be in [0, 1]")
     if not 0.0 <= args.min_agreement <= 1.0:
         raise ConfigError(f"--min-agreement {args.min_agreement} must be in [0, 1]")
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     run_dir = _find_run(args, bundle)
     data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
                               progress=Progress("features", quiet=args.quiet))
@@ -81,12 +82,14 @@ def run(args) -> int:
     failures = parity.gate(model, stream, max_drop=args.max_drop, min_agreement=args.min_agreement)
     # Parity compares model formats on the float definition's features (numpy DSP, no ADC) in windows and
     # streams alike; the declared device DSP is what `edgecnn fidelity` evaluates.
-    result = {"bundle": str(Path(args.bundle).resolve()), "data": str(args.data), "classes": bundle.classes,
+    result = {"bundle": str(Path(args.bundle).resolve()), "bundle_digest": bundle.digest,
+              "signature": bundle.signature.to_json() if bundle.signature else None,
+              "data": str(args.data), "classes": bundle.classes,
               "dsp": "numpy", "declared_device": bundle.device,
               "max_drop": args.max_drop, "min_agreement": args.min_agreement, "model_level": model,
               "stream_level": stream, "debug_layers": layers, "gate": {"passed": not failures,
                                                                         "failures": failures}}
-    write_json(Path(args.bundle) / "parity.json", result)
+    write_json(parity_results_path(args.bundle), result)  # beside the bundle: never inside what it signs
     if args.json:
         write_json(Path(args.json), result)
     if args.plot:
@@ -114,6 +117,7 @@ def format_report(result: dict) -> str:
     ref = model["reference"]
     ref_acc = model["variants"][ref]["accuracy"]
     lines = [f"parity of {result['bundle']} on {model['n_windows']} windows ({model['selection']})",
+             f"bundle digest {result.get('bundle_digest')}",
              f"reference: {ref}",
              f"  {'variant':<26} {'accuracy':>8} {'drop':>7} {'agree':>7} {'max|dp|':>8} {'rmse':>8} "
              f"{'cosine':>7} {'ms/win':>7}"]

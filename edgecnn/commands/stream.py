@@ -15,6 +15,7 @@ import resource
 import sys
 import time
 
+from edgecnn.commands import add_require_signature_argument
 from edgecnn.errors import ConfigError
 
 RUNTIME_CHOICES = ("litert", "tflm", "onnxruntime", "tflite-runtime")
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
         description="Stream samples through the bundle's DSP and model as the device would: "
                     "ring buffer, streaming STFT, interpreter, smoothed decisions, events, timing.")
     p.add_argument("bundle", help="bundle folder written by `edgecnn export`")
+    add_require_signature_argument(p)
     p.add_argument("--source", default="synth",
                    help="synth[:duration=60,onset=30,seed=0,...], a recording file/folder, or - for raw "
                         "samples on stdin (default: synth)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from firmware_sim.runtime import StreamRuntime
     from firmware_sim.sources import open_source, paced
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     cfg, classes = bundle.cfg, bundle.classes
     policy = DecisionPolicy(every_frames=parse_cadence(args.decision_every, cfg), smooth=args.smooth,
                             on=args.on, off=args.off, min_dwell=args.min_dwell)
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"profile {fit.describe()}", file=sys.stderr)
         if not fit.fits:
             if args.json:
-                write_json(args.json, {"bundle": str(bundle.path), "model": entry.file, "dsp": device.name,
+                write_json(args.json, {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file,
+                                       "dsp": device.name,
                                        "device": device.to_dict(), "fit": fit.to_json()})
             return 1
 
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
                          raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
-    log = EventLog(args.events) if args.events else None
+    log = EventLog(args.events, fields={"bundle_digest": bundle.digest}) if args.events else None
     target = 1 if len(classes) > 1 else 0
     trace = Trace() if args.plot else None
     status = _Status(enabled=not args.quiet, classes=classes, target=target)
@@ -141,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
         status.close()
-    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime, "dsp": device.name,
-              "device": device.to_dict(),
+    result = {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file, "runtime": args.runtime,
+              "dsp": device.name, "device": device.to_dict(),
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(),
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if fit is not None:
         result["fit"] = fit.to_json()
     print(format_summary(result))
+    print(_identity_line(bundle))
     print(device.describe())
     print(f"peak resident memory: {result['peak_rss_mb']} MiB")
     if args.json:
@@ -161,6 +165,16 @@ def run(args: argparse.Namespace) -> int:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
                     title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
     return 0
+
+
+def _identity(bundle) -> dict:
+    """Which bundle produced a result (--json; every event line carries the digest)."""
+    return {"bundle_digest": bundle.digest,
+            "signature": bundle.signature.to_json() if bundle.signature else None}
+
+
+def _identity_line(bundle) -> str:
+    return f"bundle digest {bundle.digest} ({bundle.signature.describe() if bundle.signature else 'unsigned'})"
 
 
 def peak_rss_mb() -> float:
@@ -215,7 +229,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
 
     def on_event(sensor, event):
         if log is not None:
-            log.write(json.dumps({"sensor": sensor, **event.to_json()}) + "\n")
+            log.write(json.dumps({"sensor": sensor, **event.to_json(), "bundle_digest": bundle.digest}) + "\n")
             log.flush()
         if not args.quiet:
             print(f"sensor {sensor}: event t={event.time_s:.3f}s: {event.previous} -> {event.state}",
@@ -233,7 +247,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
         interpreter.close()
         if log is not None:
             log.close()
-    result = {"bundle": str(bundle.path), "model": entry.file, "runtime": args.runtime,
+    result = {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file, "runtime": args.runtime,
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(), **result}
@@ -249,6 +263,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
           f"events: {len(result['events'])}; final states: {states}")
     print(f"peak resident memory: {result['peak_rss_mb']} MiB")
+    print(_identity_line(bundle))
     if args.json:
         write_json(args.json, result)
     return 0

@@ -1,4 +1,4 @@
-"""Read what the report shows: a run's JSON and PNGs, a verified bundle, its parity.json, a stream result.
+"""Read what the report shows: a run's JSON and PNGs, a verified bundle, its parity results, a stream result.
 
 :func:`collect` turns a path (and optionally a stream result and its plot) into a :class:`ReportInputs`:
 the files' contents as they are, the device-fit checks computed from the manifest, and the figures no
@@ -17,6 +17,7 @@ from edgecnn.report.locate import is_folder_of_results, is_stream_result, locate
 #: Run-directory PNGs (edgecnn/train.py ``_plots``), embedded as they are: image key -> file name.
 RUN_IMAGES = {"training_curves": "training_curves.png", "confusion_matrix": "confusion_matrix.png",
               "example_spectrograms": "example_spectrograms.png", "test_prediction": "test_prediction.png"}
+#: Where an older edgecnn wrote parity results (inside the bundle); now they sit beside it.
 PARITY_FILE = "parity.json"
 
 
@@ -38,8 +39,11 @@ class ReportInputs:
     """The run's ``split.json``."""
     manifest: dict | None = None
     """The bundle's ``manifest.json``."""
+    identity: dict | None = None
+    """The verified bundle's identity: ``digest``, ``signature`` (None when unsigned), ``unlisted``
+    files and ``checks_skipped`` (``export.bundle.Bundle``)."""
     parity: dict | None = None
-    """The bundle's ``parity.json`` (``edgecnn parity``)."""
+    """The bundle's parity results (``edgecnn parity``: ``BUNDLE.parity.json`` beside it)."""
     stream: dict | None = None
     """What ``edgecnn stream --json`` wrote."""
     fits: list[dict] = dataclasses.field(default_factory=list)
@@ -122,19 +126,35 @@ def _read_run(inputs: ReportInputs, run: Path) -> None:
 def _read_bundle(inputs: ReportInputs, bundle: Path, others: list[Path]) -> None:
     from export.bundle import load_bundle
 
-    inputs.manifest = load_bundle(bundle).manifest  # verified (schema, hashes): the page describes a sound bundle
+    loaded = load_bundle(bundle)  # verified (schema, digest, hashes): the page describes a sound bundle
+    inputs.manifest = loaded.manifest
+    inputs.identity = {"digest": loaded.digest,
+                       "signature": loaded.signature.to_json() if loaded.signature else None,
+                       "unlisted": loaded.unlisted_files(), "checks_skipped": list(loaded.checks_skipped)}
     inputs.sources["bundle"] = str(bundle.resolve())
-    if (bundle / PARITY_FILE).is_file():
-        inputs.parity = read_json(bundle / PARITY_FILE)
-        inputs.sources["parity"] = str((bundle / PARITY_FILE).resolve())
+    parity_file = _parity_file(bundle)
+    if parity_file is not None:
+        inputs.parity = read_json(parity_file)
+        inputs.sources["parity"] = str(parity_file.resolve())
     inputs.fits = fit_checks(inputs.manifest)
     if others:
         inputs.compared = [model_row(bundle, inputs.manifest, inputs.parity, inputs.fits)]
     for other in others:
         manifest = load_bundle(other).manifest
-        parity = read_json(other / PARITY_FILE) if (other / PARITY_FILE).is_file() else None
+        parity = read_json(_parity_file(other)) if _parity_file(other) is not None else None
         inputs.compared.append(model_row(other, manifest, parity, fit_checks(manifest)))
         inputs.sources[f"bundle {other.name}"] = str(other.resolve())
+
+
+def _parity_file(bundle: Path) -> Path | None:
+    """``edgecnn parity``'s results: beside the bundle (``BUNDLE.parity.json``), or inside it where an
+    older edgecnn wrote them."""
+    from export.bundle import parity_results_path
+
+    for path in (parity_results_path(bundle), bundle / PARITY_FILE):
+        if path.is_file():
+            return path
+    return None
 
 
 def _read_stream(inputs: ReportInputs, stream: Path, plot: Path | None) -> None:

@@ -99,5 +99,6 @@ SECTIONS: tuple[Section, ...] = (
     Section("parity", "Parity: float against int8", "Parity", device.parity),
     Section("footprint", "Footprint and device fit", "Footprint", device.footprint),
     Section("stream", "Stream", "Stream", device.stream),
+    Section("integrity", "Bundle identity and integrity", "Integrity", device.integrity),
     Section("dsp", "DSP configuration", "DSP", device.dsp),
 )

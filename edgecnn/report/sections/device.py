@@ -1,4 +1,5 @@
-"""The bundle's and the device's sections: parity, footprint and device fit, a stream, the DSP configuration.
+"""The bundle's and the device's sections: parity, footprint and device fit, a stream, the bundle's
+identity (digest, signature), the DSP configuration.
 
 Data functions only (see :mod:`edgecnn.report.sections`): ReportInputs in, plain data or Missing out.
 """
@@ -31,7 +32,8 @@ def parity(inputs: ReportInputs) -> dict | Missing:
     result = inputs.parity
     if not result:
         if inputs.manifest:
-            return Missing("No parity.json in the bundle; run", "edgecnn parity BUNDLE --data DATA")
+            return Missing("No parity results beside the bundle (BUNDLE.parity.json); run",
+                           "edgecnn parity BUNDLE --data DATA")
         return Missing("No bundle found, so no parity figures; export one and check it:",
                        "edgecnn export RUN_DIR --out BUNDLE && edgecnn parity BUNDLE --data DATA")
     model = result.get("model_level") or {}
@@ -126,6 +128,22 @@ def stream(inputs: ReportInputs) -> dict | Missing:
             "events": [pick(e, EVENT_KEYS) for e in result.get("events") or []],
             "plot": inputs.images.get("stream_plot"),
             "timeline": inputs.images.get("stream_timeline"), "timeline_note": inputs.notes.get("stream_timeline")}
+
+
+def integrity(inputs: ReportInputs) -> dict | Missing:
+    """Which bundle this is and what vouches for it: the digest, the signature, and whether the parity
+    and stream results shown were computed with this very bundle (they record its digest)."""
+    identity = inputs.identity
+    if not identity:
+        return Missing("No bundle found, so no bundle digest; export one:", "edgecnn export RUN_DIR --out BUNDLE")
+    results = []
+    for what, result in (("parity results", inputs.parity), ("stream result", inputs.stream)):
+        if result:
+            recorded = result.get("bundle_digest")
+            results.append({"what": what, "digest": recorded,
+                            "same": None if recorded is None else recorded == identity["digest"]})
+    return {**identity, "results": results,
+            "digest_macro": ((inputs.manifest or {}).get("c_array") or {}).get("digest_macro")}
 
 
 def dsp(inputs: ReportInputs) -> dict | Missing:
