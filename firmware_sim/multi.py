@@ -247,7 +247,7 @@ class MultiStreamRuntime:
             "frames_per_sensor": int(self.stft.frames),
             "decisions": int(sum(d.decisions for d in self.deciders)),
             "invalid_decisions": int(sum(d.invalid for d in self.deciders)),
-            "states": [self.classes[d.state] for d in self.deciders],
+            "states": [d.state_name for d in self.deciders],
             "events": [{"sensor": s, **e.to_json()} for s, e in self.events],
             "faults": [dataclasses.asdict(f) for f in self.faults],
             "timing": timing,

@@ -165,7 +165,7 @@ def test_a_killed_stream_leaves_only_whole_event_lines(tiny_bundle, tmp_path):
     events = tmp_path / "events.jsonl"
     cmd = [sys.executable, "-m", "edgecnn", "stream", str(tiny_bundle), "--source",
            "synth:duration=30,onset=1,seed=1", "--decision-every", "7f", "--smooth", "1", "--min-dwell", "0",
-           "--on", "0.5", "--off", "0.49", "--events", str(events), "--realtime", "--quiet"]
+           "--agree", "1", "--threshold", "0.5", "--events", str(events), "--realtime", "--quiet"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
