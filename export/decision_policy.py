@@ -19,8 +19,10 @@ for every further decision.
 
 The rule (stated in the manifest as ``chosen_by``): among the candidates with no false alarm and no
 missed change on these streams and a worst delay within ``delay_budget_s``, the one that asks for
-the most evidence (most votes, then highest threshold, then longest ring): speed beyond the budget
-buys nothing, evidence buys margin against machines the validation set did not hold. When no
+the most votes (then the longest ring), with the lowest threshold that keeps it within budget:
+speed beyond the budget buys nothing, agreeing votes buy margin against machines the validation
+set did not hold, and a threshold higher than needed would leave a consistent but unconfident
+model (every window right at p = 0.6) ``unknown`` on recordings it classifies correctly. When no
 candidate meets both budgets, the one with the fewest false alarms, then misses, then the smallest
 worst delay, and ``meets_budget`` is false (export says so). Class names are the user's: no class
 is assumed healthy; every class is the "before" and the "after" of some stream.
@@ -42,7 +44,7 @@ FALSE_ALARM_BUDGET = 0
 DELAY_BUDGET_S = 3.0
 #: The candidates: ring length n, votes k of n, threshold (mean probability), unknown_after (x n).
 CANDIDATE_SMOOTH = (4, 6, 8, 10, 12)
-CANDIDATE_THRESHOLD = (0.6, 0.7, 0.8)
+CANDIDATE_THRESHOLD = (0.55, 0.65, 0.75)
 UNKNOWN_AFTER_RINGS = 2
 
 
@@ -129,7 +131,7 @@ def choose_policy(validation: dict[str, np.ndarray] | None, cfg: SpectrogramConf
     meeting = [(p, s) for p, s in scored if s["false_alarms"] <= FALSE_ALARM_BUDGET and s["missed"] == 0
                and (s["worst_delay_s"] is None or s["worst_delay_s"] <= delay_budget_s)]
     if meeting:
-        policy, score = max(meeting, key=lambda ps: (ps[0].agree, ps[0].threshold, ps[0].smooth))
+        policy, score = max(meeting, key=lambda ps: (ps[0].agree, ps[0].smooth, -ps[0].threshold))
     else:
         policy, score = min(scored, key=lambda ps: (ps[1]["false_alarms"], ps[1]["missed"],
                                                     ps[1]["worst_delay_s"] or 0.0, -ps[0].agree))

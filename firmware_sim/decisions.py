@@ -56,7 +56,7 @@ class DecisionPolicy:
     """n: decisions in the ring."""
     agree: int = 6
     """k: votes (argmax) of the last n decisions a class needs (2k > n)."""
-    threshold: float = 0.7
+    threshold: float = 0.6
     """Mean probability of the class over the last n decisions (invalid ones count 0)."""
     min_dwell: int = 4
     """Decisions a state lasts at least before another class can replace it."""
