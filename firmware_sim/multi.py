@@ -314,3 +314,30 @@ def rotated_blocks(signal: np.ndarray, n_sensors: int, *, block: int, total: int
     for first in range(0, total, block):
         size = min(block, total - first)
         yield signal[(offsets[:, None] + first + np.arange(size)[None, :]) % length]
+
+
+def synth_fleet(spec, n_sensors: int, fs: float, *, block: int) -> tuple[list, Iterator[np.ndarray]]:
+    """A fleet of N synthetic machines, each its own: sensor i is the machine of seed ``spec.seed + i``.
+
+    Without an onset in ``spec`` every machine stays as the spec says (healthy, or faulty
+    throughout with ``faulty=1``). With ``onset=T`` the even sensors develop a fault at their own
+    onset, drawn (seeded by ``spec.seed``) uniformly in [T/2, 3T/2] and kept inside the stream, and
+    the odd sensors stay healthy. Returns the per-sensor specs and the (N, block) blocks, rendered
+    machine by machine one segment at a time (memory: N segments).
+    """
+    from firmware_sim.sources import SynthSource
+
+    rng = np.random.default_rng(spec.seed)
+    specs = []
+    for i in range(n_sensors):
+        onset = None
+        if spec.onset is not None and i % 2 == 0:
+            onset = float(min(rng.uniform(0.5, 1.5) * spec.onset, 0.95 * spec.duration))
+        specs.append(dataclasses.replace(spec, seed=spec.seed + i, onset=onset))
+    sources = [SynthSource(s, fs, block=block).blocks() for s in specs]
+
+    def blocks() -> Iterator[np.ndarray]:
+        for row in zip(*sources):
+            yield np.stack([b.samples for b in row])
+
+    return specs, blocks()

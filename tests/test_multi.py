@@ -161,3 +161,19 @@ def test_interpreter_quantisation_equals_the_manifest_rule(bundle):
                            -128 * spec.scale, 3.5 * spec.scale, -3.5 * spec.scale]
         np.testing.assert_array_equal(interp._quantize(x), spec.quantize(x))
         np.testing.assert_array_equal(interp._quantize(x[:, ::-1].copy()), spec.quantize(x[:, ::-1]))
+
+
+def test_a_synthetic_fleet_is_many_machines_each_its_own():
+    from firmware_sim.multi import synth_fleet
+    from firmware_sim.sources import SynthSource, SynthStreamSpec
+
+    spec = SynthStreamSpec.parse("synth:duration=2,onset=1,seed=5")
+    specs, blocks = synth_fleet(spec, 4, 12800.0, block=1000)
+    assert [s.seed for s in specs] == [5, 6, 7, 8]
+    assert [s.onset is None for s in specs] == [False, True, False, True]
+    assert all(0.5 <= s.onset <= 1.5 for s in specs[::2]) and specs[0].onset != specs[2].onset
+    signals = np.concatenate(list(blocks), axis=1)
+    assert signals.shape == (4, 25600)
+    for s, row in zip(specs, signals):  # each row is that machine's own stream, sample for sample
+        np.testing.assert_array_equal(row, np.concatenate([b.samples for b in SynthSource(s).blocks()]))
+    assert not np.allclose(signals[1], signals[3])

@@ -68,8 +68,10 @@ def register(subparsers) -> None:
     p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.add_argument("--sensors", type=int, default=1,
-                   help="serve N synchronised sensors with one model (firmware_sim.multi): sensor i "
-                        "replays the source rotated by i/N of its length (default 1)")
+                   help="serve N synchronised sensors with one model (firmware_sim.multi): with a synth "
+                        "source each sensor is its own machine (seed + i; with onset=T the even sensors "
+                        "develop a fault at their own onset in [T/2, 3T/2], the odd ones stay healthy); "
+                        "a recording is replayed to sensor i rotated by i/N of its length (default 1)")
     p.add_argument("--max-batch", type=int, default=8,
                    help="with --sensors: images per interpreter invoke (default 8, the fastest for "
                         "the edge int8 model on LiteRT in benchmarks/bench_multi.py)")
@@ -280,8 +282,8 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
 
     from edgecnn.fileio import write_json
     from firmware_sim.interpreters import open_interpreter
-    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
-    from firmware_sim.sources import open_source
+    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks, synth_fleet
+    from firmware_sim.sources import SynthSource, open_source
 
     if args.sensors < 1:
         raise ConfigError(f"--sensors {args.sensors} must be >= 1")
@@ -296,7 +298,12 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
                           "that declares no ADC")
     cfg, classes = bundle.cfg, bundle.classes
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
-    signal = np.concatenate([b.samples for b in source.blocks()])
+    fleet = None
+    if isinstance(source, SynthSource):  # a fleet: every sensor its own machine (own seed, own onset or none)
+        fleet, blocks = synth_fleet(source.spec, args.sensors, cfg.fs, block=args.block)
+    else:  # a recording: sensor i replays it rotated by i/N of its length
+        signal = np.concatenate([b.samples for b in source.blocks()])
+        blocks = rotated_blocks(signal, args.sensors, block=args.block)
     log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
     def on_event(sensor, event):
@@ -313,7 +320,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
                                  on_event=on_event)
     wall = time.perf_counter()
     try:
-        result = runtime.run(rotated_blocks(signal, args.sensors, block=args.block))
+        result = runtime.run(blocks)
     finally:
         wall = time.perf_counter() - wall
         interpreter.close()
@@ -323,15 +330,22 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(), **result}
+    if fleet is not None:
+        result["fleet"] = [{"sensor": i, "seed": s.seed, "onset_s": s.onset, "faulty": s.faulty}
+                           for i, s in enumerate(fleet)]
     if fit is not None:
         result["fit"] = fit.to_json()
     t = result["timing"]
-    states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
+    states = ", ".join(f"{result['states'].count(c)} {c}" for c in [*classes, "unknown"])
     print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
           f"processing: {result['sensor_realtime_factor']:.1f} sensor-seconds per second "
           f"(real-time factor {t['realtime_factor']:.1f}x for all {args.sensors} together)")
     print(f"blocks of {args.sensors} x {args.block}: p50 {t['block_ms_p50']} ms, p99 {t['block_ms_p99']} ms, "
           f"deadline misses {t['deadline_misses']}")
+    if fleet is not None:
+        with_onset = sum(s.onset is not None for s in fleet)
+        print(f"fleet: {args.sensors} synthetic machines (seeds {fleet[0].seed}-{fleet[-1].seed}), {with_onset} "
+              f"develop a fault at their own onset, {args.sensors - with_onset} do not")
     print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
           f"events: {len(result['events'])}; final states: {states}")
     print(f"peak resident memory: {result['peak_rss_mb']} MiB")
