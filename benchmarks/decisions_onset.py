@@ -158,6 +158,23 @@ def main() -> int:
     say(f"detection delay: median {r['median_delay_s']:.2f} s, worst {r['worst_delay_s']:.2f} s")
     say(f"healthy streams: {r['healthy_events']} events, of which {r['healthy_alarms']} into a class other than "
         f"{classes[0]} and {r['healthy_unknown_falls']} back to unknown")
+    say("per seed, where the figures fall short: share of valid decisions voting for the fault class before and "
+        "after the onset (what the model said), and on the healthy stream")
+    onset = int(round(args.onset * fs))
+    for i, s in enumerate(seeds):
+        events = decide(onset_rows[i], classes, fs, policy)
+        f = onset_figures(events, classes, onset, fs)
+        healthy = decide(healthy_rows[i], classes, fs, policy)
+        alarms = sum(e.state not in ("unknown", classes[0]) for e in healthy)
+        if f["detected"] and not f["false_alarms"] and not f["after_detection"] and not alarms:
+            continue
+        rows, h = onset_rows[i], healthy_rows[i]
+        votes = rows["probabilities"].argmax(axis=1) == len(classes) - 1
+        pre, post = votes[rows["sample_index"] <= onset], votes[rows["window_start"] >= onset]
+        say(f"  seed {s:2d}: fault votes before {100 * pre.mean():5.1f} %, after {100 * post.mean():5.1f} %, healthy "
+            f"stream {100 * (h['probabilities'].argmax(axis=1) == len(classes) - 1).mean():5.1f} %; detected "
+            f"{f['detected']}, false alarms {f['false_alarms']}, events after detection {f['after_detection']}, "
+            f"healthy alarms {alarms}; events {' '.join(f'{e.previous}->{e.state}@{e.time_s:.1f}' for e in events)}")
     figure(f"onsets detected (seeds {args.seeds})", f"{r['detected']}/{r['streams']}", f">= {len(seeds) - 1}",
            met=r["detected"] >= len(seeds) - 1)
     figure("false alarms before/after onset", str(r["false_alarms"]), "0", met=r["false_alarms"] == 0)

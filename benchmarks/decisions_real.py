@@ -79,9 +79,10 @@ def main() -> int:
         spec, data = DATASETS[name], DATA / name
         run, bundle = args.work / f"run_{name}", args.work / f"bundle_{name}"
         start = time.perf_counter()
-        if not (bundle / "manifest.json").exists():
+        if not (run / "model.keras").exists():
             edgecnn("train", "--data", str(data), "--label-map", spec["label_map"], *spec["extra"], "--out", str(run),
                     "--force", "--quiet")
+        if not (bundle / "manifest.json").exists():
             edgecnn("export", str(run), "--out", str(bundle), "--force", "--quiet")
         from export.bundle import load_bundle
 

@@ -18,14 +18,17 @@ counted conservatively as one window (the first window wholly after the change) 
 for every further decision.
 
 The rule (stated in the manifest as ``chosen_by``): among the candidates with no false alarm and no
-missed change on these streams and a worst delay within ``delay_budget_s``, the one that asks for
-the most votes (then the longest ring), with the lowest threshold that keeps it within budget:
+missed change on these streams and a worst delay within ``delay_budget_s`` (candidates whose full
+ring alone would take longer are not tried), the one that asks for the most votes (then the longest
+ring), with the lowest threshold that keeps it within budget:
 speed beyond the budget buys nothing, agreeing votes buy margin against machines the validation
 set did not hold, and a threshold higher than needed would leave a consistent but unconfident
 model (every window right at p = 0.6) ``unknown`` on recordings it classifies correctly. When no
-candidate meets both budgets, the one with the fewest false alarms, then misses, then the smallest
-worst delay, and ``meets_budget`` is false (export says so). Class names are the user's: no class
-is assumed healthy; every class is the "before" and the "after" of some stream.
+candidate meets both budgets (too little validation data, or a weak model), the one with the fewest
+false alarms and then the most evidence: a missed change leaves the state ``unknown``, the honest
+answer, while a false alarm is a wrong one; ``meets_budget`` is then false (export says so). Class
+names are the user's: no class is assumed healthy; every class is the "before" and the "after" of
+some stream.
 """
 
 from __future__ import annotations
@@ -127,14 +130,22 @@ def choose_policy(validation: dict[str, np.ndarray] | None, cfg: SpectrogramConf
     subsample = max(1, int(round(cadence_s / step_s)))
     window_s = cfg.window_samples / cfg.fs
     streams = _streams(_sequences(validation, repeat, subsample))
-    scored = [(policy, _score(policy, streams, classes, window_s, cadence_s)) for policy in candidates(base)]
+    # Rings that could meet the delay budget at all (a full ring of agreeing decisions after one window).
+    feasible = [p for p in candidates(base) if window_s + (p.smooth - 1) * cadence_s <= delay_budget_s]
+    scored = [(policy, _score(policy, streams, classes, window_s, cadence_s)) for policy in feasible]
     meeting = [(p, s) for p, s in scored if s["false_alarms"] <= FALSE_ALARM_BUDGET and s["missed"] == 0
                and (s["worst_delay_s"] is None or s["worst_delay_s"] <= delay_budget_s)]
+
+    def evidence(ps):
+        return ps[0].agree, ps[0].smooth, -ps[0].threshold
+
     if meeting:
-        policy, score = max(meeting, key=lambda ps: (ps[0].agree, ps[0].smooth, -ps[0].threshold))
-    else:
-        policy, score = min(scored, key=lambda ps: (ps[1]["false_alarms"], ps[1]["missed"],
-                                                    ps[1]["worst_delay_s"] or 0.0, -ps[0].agree))
+        policy, score = max(meeting, key=evidence)
+    else:  # the validation streams cannot show the budget met: the fewest false alarms, then the most
+        # evidence (a missed change leaves the state unknown, which is the honest answer; a false
+        # alarm is a wrong one)
+        fewest = min(s["false_alarms"] for _, s in scored)
+        policy, score = max(((p, s) for p, s in scored if s["false_alarms"] == fewest), key=evidence)
     return {**policy.to_dict(), "chosen_by": {
         "method": "validation streams re-decided under a grid of policies (export/decision_policy.py)",
         "false_alarm_budget": FALSE_ALARM_BUDGET, "delay_budget_s": delay_budget_s,
