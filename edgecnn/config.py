@@ -69,7 +69,7 @@ class SpectrogramConfig:
     envelope_frames: int = 18
     """Frames of envelope per image column (18 x 14 values = 0.315 s at the defaults)."""
     envelope_nfft: int = 256
-    """Length of the envelope spectrum's rfft (zero-padded): ``envelope_nfft // 2 + 1`` image rows."""
+    """Length of the envelope spectrum's rfft (zero-padded): rows 1 .. ``envelope_nfft // 2`` are the image."""
     level: str = "none"
     """``column_mean`` subtracts each image column's mean (dB; needs ``transform='log'``): the
     spectrum's shape stays, the overall level (sensor gain, load) goes."""
@@ -179,8 +179,9 @@ class SpectrogramConfig:
 
     @property
     def image_rows(self) -> int:
-        """Rows of the model's image: ``n_freq`` (spectrogram) or ``envelope_nfft // 2 + 1``."""
-        return self.n_freq if self.feature == "spectrogram" else self.envelope_nfft // 2 + 1
+        """Rows of the model's image: ``n_freq`` (spectrogram) or ``envelope_nfft // 2`` (the
+        envelope spectrum without its DC row: the envelope's mean is removed)."""
+        return self.n_freq if self.feature == "spectrogram" else self.envelope_nfft // 2
 
     @property
     def image_cols(self) -> int:

@@ -92,7 +92,8 @@ def envelope_spectra(values: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     """Envelope spectrum columns: (..., F, per_frame) frame envelopes -> (..., F - span + 1, rows).
 
     Column ``c`` takes the ``envelope_frames`` frames from ``c``: their values minus their mean,
-    times a periodic Hann window scaled to sum 1, zero-padded to ``envelope_nfft``, ``|rfft|``.
+    times a periodic Hann window scaled to sum 1, zero-padded to ``envelope_nfft``, ``|rfft|``
+    without the DC bin (rows 1 .. nfft/2: the mean is gone, what is left there is leakage).
     """
     values = np.asarray(values, dtype=np.float64)
     span, per = cfg.envelope_frames, cfg.envelope_per_frame
@@ -101,7 +102,7 @@ def envelope_spectra(values: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     runs = sliding_window_view(values, span, axis=-2)  # (..., C, per, span)
     runs = np.swapaxes(runs, -1, -2).reshape(*runs.shape[:-2], span * per)
     runs = runs - runs.mean(axis=-1, keepdims=True)
-    return np.abs(np.fft.rfft(runs * _envelope_window(span * per), n=cfg.envelope_nfft, axis=-1))
+    return np.abs(np.fft.rfft(runs * _envelope_window(span * per), n=cfg.envelope_nfft, axis=-1)[..., 1:])
 
 
 @functools.lru_cache(maxsize=8)
