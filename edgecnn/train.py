@@ -53,8 +53,18 @@ class TrainResult:
     model: Any
 
 
-def default_config(arch: str, transform: str | None = None) -> SpectrogramConfig:
-    return SpectrogramConfig(transform=transform or DEFAULT_TRANSFORM.get(arch, "log"))
+#: Feature each architecture trains on unless told otherwise: the seed model keeps the reference
+#: notebook's spectrogram; the edge model reads the envelope spectrum with its level removed, which
+#: generalises across loads, fault sizes and machines (docs/training_results.md).
+DEFAULT_FEATURE = {"seed": "spectrogram", "edge": "envelope"}
+
+
+def default_config(arch: str, transform: str | None = None, feature: str | None = None) -> SpectrogramConfig:
+    """The DSP config an architecture trains on unless told otherwise (``--transform``/``--feature``)."""
+    feature = feature or DEFAULT_FEATURE.get(arch, "spectrogram")
+    transform = transform or DEFAULT_TRANSFORM.get(arch, "log")
+    level = "column_mean" if feature == "envelope" and transform == "log" else "none"
+    return SpectrogramConfig(transform=transform, feature=feature, level=level)
 
 
 def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds splits, weights and shuffling (0)")
     p.add_argument("--transform", choices=("magnitude", "log"), default=None,
                    help="feature transform (default: magnitude for seed, log for edge)")
+    p.add_argument("--feature", choices=("spectrogram", "envelope"), default=None,
+                   help="image the model reads: the STFT, or the rolling envelope spectrum of the "
+                        "1-6 kHz band (default: spectrogram for seed, envelope for edge; docs/dsp.md)")
     p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default=None,
                    help="normalisation fitted on the training split (default: none for seed, per_bin for edge)")
     p.add_argument("--overlap", type=float, default=0.0, help="window overlap in [0, 1) (default 0)")
@@ -59,7 +62,7 @@ def run(args) -> int:
         from edgecnn.fit import split_cpu
 
         split_cpu(args.cpu_devices)
-    cfg = default_config(args.arch, args.transform)
+    cfg = default_config(args.arch, args.transform, args.feature)
     data = load_windows(args.data, cfg, label_map=args.label_map, overlap=args.overlap,
                         progress=Progress("reading", quiet=args.quiet))
     if data.dropped.get("unmapped") and not args.quiet:
