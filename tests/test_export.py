@@ -16,7 +16,7 @@ from edgecnn.errors import BundleError, ConfigError, InputError
 from edgecnn.rundir import read_run
 from export import carray
 from export.bundle import MANIFEST_FILE, TensorSpec, load_bundle
-from export.footprint import count_params_macs, device_buffers, layer_costs, tflm_arena
+from export.footprint import count_params_macs, layer_costs, tflm_arena
 from export.writer import DEFAULT_FORMATS, export_bundle, parse_formats, stratified_sample
 
 
@@ -234,14 +234,21 @@ def test_footprint_in_the_manifest_is_measured(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     fp = bundle.footprint
     entry = bundle.model("tflite", "int8")
-    assert fp["flash_bytes"] == entry.bytes
+    assert fp["flash_bytes"] == entry.bytes == bundle.model_path(entry).stat().st_size
     arena = tflm_arena(bundle.model_path(entry))
     assert fp["arena_bytes_tflm"] == arena["total"] == entry.arena_bytes
     assert arena["head"] + arena["tail"] == arena["total"]
     # the arena must at least hold the int8 input image and the first conv's activations (64x21x8)
     assert arena["head"] >= 129 * 44 + 64 * 21 * 8
-    assert fp["device_buffers"] == device_buffers(bundle.cfg)
-    assert fp["device_buffers"]["rolling_image_bytes"] == 129 * 44  # int8 columns, as the model input
+    buffers = fp["device_buffers"]
+    # from first principles for 256-sample blocks and 256-sample frames: two DMA half-buffers of int16
+    # plus a float32 history of a frame and a block; one complex64 frame; int8 columns as the model input
+    assert buffers["ring_buffer_bytes"] == 2 * 256 * 2 + (256 + 256) * 4
+    assert buffers["stft_scratch_bytes"] == 256 * 8
+    assert buffers["rolling_image_bytes"] == 129 * 44
+    assert buffers["total_bytes"] == sum(buffers[k] for k in ("ring_buffer_bytes", "stft_scratch_bytes",
+                                                              "rolling_image_bytes", "smoothing_bytes"))
+    assert set(buffers["dsp_working_memory"]) == {"numpy", "cmsis-f32", "cmsis-q15"}
     assert "64-bit" in fp["arena_note"]
 
 
