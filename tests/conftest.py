@@ -7,12 +7,13 @@ with every default format. Both are session-scoped and take a few seconds each.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from edgecnn.quiet import quiet_tensorflow_environment
+
+quiet_tensorflow_environment()  # as the CLI does; subprocesses inherit edgecnn's choice
 
 
 @pytest.fixture(scope="session")

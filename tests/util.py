@@ -18,7 +18,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """The current environment with this checkout first on PYTHONPATH (works from any cwd)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("TF_DETERMINISTIC_OPS", "1")  # training in a subprocess: same ops, same order, same sums
     env.update(extra)
     return env
