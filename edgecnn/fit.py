@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecnn.errors import ConfigError
+from edgecnn.quiet import keras_verbosity
 
 STRATEGIES = ("none", "mirrored", "multiworker")
 
@@ -242,7 +243,7 @@ def _keras_fit(model, x_train, y_train, w_train, x_val, y_val, global_batch, opt
     stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience,
                                             restore_best_weights=True)
     fitted = model.fit(train_data, validation_data=val_data, epochs=options.epochs, shuffle=False,
-                       verbose=0 if options.quiet else 1, callbacks=[stopper])
+                       verbose=0 if options.quiet else keras_verbosity(), callbacks=[stopper])
     history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
     losses = history[monitor]
     return history, int(np.argmin(losses)) + 1
@@ -295,7 +296,8 @@ def _custom_loop(model, optimizer, strategy, x_train, y_train, w_train, x_val, y
     for epoch in range(options.epochs):
         for metric in (train_loss, train_weight, train_acc):
             metric.reset_state()
-        bar = None if options.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"])
+        bar = None if options.quiet else keras.utils.Progbar(steps, verbose=keras_verbosity(),
+                                                            stateful_metrics=["loss", "accuracy"])
         if bar is not None:
             print(f"Epoch {epoch + 1}/{options.epochs}", file=sys.stdout, flush=True)
         for i, (x, y, w) in enumerate(dist_data):

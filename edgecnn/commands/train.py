@@ -53,6 +53,7 @@ def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgecnn.dataset import load_windows, parse_where
     from edgecnn.progress import Progress
+    from edgecnn.quiet import import_tensorflow
     from edgecnn.train import check_out, default_config
 
     check_out(args.out, args.force)  # refuse before any slow work
@@ -61,12 +62,14 @@ def run(args) -> int:
             raise ConfigError(f"--cpu-devices {args.cpu_devices} must be >= 1")
         from edgecnn.fit import split_cpu
 
+        import_tensorflow()
         split_cpu(args.cpu_devices)
     cfg = default_config(args.arch, args.transform, args.feature)
     data = load_windows(args.data, cfg, label_map=args.label_map, overlap=args.overlap,
                         progress=Progress("reading", quiet=args.quiet))
     if data.dropped.get("unmapped") and not args.quiet:
         print(f"left out {data.dropped['unmapped']} recording(s) the label map does not name")
+    import_tensorflow()  # now, quietly (edgecnn.quiet): bad input above was refused without it
     from edgecnn.train import train_run
 
     result = train_run(data, cfg, out=args.out, arch=args.arch, epochs=args.epochs,
@@ -76,8 +79,7 @@ def run(args) -> int:
                        mixed_precision=args.mixed_precision, quiet=args.quiet, force=args.force,
                        cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data),
                        overlap=args.overlap, patience=args.patience)
-    if not args.quiet:
-        test = result.metrics["test"]
-        print(f"{args.arch}: test accuracy {test['accuracy']:.4f} on {test['n']} windows "
-              f"({result.footprint['params']} parameters, {result.footprint['macs']} MACs); run in {result.out}")
+    test = result.metrics["test"]  # the result: printed with --quiet too
+    print(f"{args.arch}: test accuracy {test['accuracy']:.4f} on {test['n']} windows "
+          f"({result.footprint['params']} parameters, {result.footprint['macs']} MACs); run in {result.out}")
     return 0
