@@ -114,9 +114,11 @@ def int8_probabilities(model: Any, calibration: np.ndarray, images: np.ndarray) 
     through the device-side LiteRT interpreter, as a bundle's ``model_int8.tflite`` would run."""
     from export import tflite_export
     from export.bundle import ModelEntry
+    from export.footprint import captured_native_output
     from firmware_sim.interpreters import TFLiteInterpreter
 
-    flat = tflite_export.convert(model, "int8", representative=(img[None] for img in calibration))
+    with captured_native_output():  # the converter's native logging, as `edgecnn export` keeps it off
+        flat = tflite_export.convert(model, "int8", representative=(img[None] for img in calibration))
     with tempfile.TemporaryDirectory(prefix="edgecnn-cv-") as tmp:
         path = Path(tmp) / "model_int8.tflite"
         path.write_bytes(flat)
@@ -287,9 +289,11 @@ def markdown(doc: dict[str, Any]) -> str:
     for note in doc.get("notes") or []:
         lines += [f"Note: {note}.", ""]
     if s.get("degenerate"):
-        lines += ["**Degenerate models:** " + "; ".join(
-            s["degenerate_reasons"] + [f"seed {r['seed']} fold {r['fold']}: {'; '.join(r['reasons'])} "
-                                       f"(likely cause: {r['cause']})" for r in s["degenerate_runs"]]), ""]
+        lines += ["## Degenerate models (edgecnn/guard.py)", ""]
+        lines += [f"- {reason}" for reason in s["degenerate_reasons"]]
+        lines += [f"- seed {r['seed']}, fold {r['fold']}: {'; '.join(r['reasons'])}. Likely cause: {r['cause']}"
+                  for r in s["degenerate_runs"]]
+        lines.append("")
     lines += ["## Per fold", "", "| fold | test recordings | windows | float | int8 | epoch restored (per seed) |",
               "|---|---|---|---|---|---|"]
     for fold in doc["folds"]:

@@ -106,11 +106,12 @@ def likely_cause(sets: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[s
     history = history or {}
     epoch = (best_epoch or len(history.get("accuracy") or [0])) - 1
     chance = 1.0 / max(2, len(classes))
-    train_acc = _at(history.get("accuracy"), epoch)
+    train_acc = max(history.get("accuracy") or [], default=None)  # the best any epoch reached
     val_acc = _at(history.get("val_accuracy"), epoch)
     if train_acc is not None and train_acc < chance + CHANCE_MARGIN:
-        return (f"the model did not learn even its training windows (training accuracy {train_acc:.1%} at the "
-                f"restored epoch {epoch + 1}): classes not separable by these features, or labels inconsistent")
+        return (f"the model did not learn even its training windows (at best {train_acc:.1%} of them in "
+                f"{len(history['accuracy'])} epochs): classes not separable by these features, or labels "
+                "inconsistent")
     few = validation_recordings is not None and min(validation_recordings.values(), default=0) \
         < MIN_VALIDATION_RECORDINGS
     if val_acc is not None and val_acc < chance + CHANCE_MARGIN:
@@ -123,7 +124,7 @@ def likely_cause(sets: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[s
     held_out = [name for name in sets if name != "validation"]
     if any(check_predictions(name, *sets[name], classes) for name in held_out):
         return ("classes not separable by these features across these recordings: the model fits the "
-                "training conditions (training accuracy "
+                "training conditions (training accuracy up to "
                 f"{'-' if train_acc is None else f'{train_acc:.1%}'}) but not the held-out ones")
     return "the validation side itself is not separated; check the labels and the validation recordings"
 
