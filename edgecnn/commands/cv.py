@@ -54,11 +54,12 @@ def run(args) -> int:
     if not args.quiet:
         print(f"{args.arch}: {summary_line(doc)}; wrote {out / CV_FILE}, cv.md, cv.png")
     summary = doc["summary"]
-    runs = summary["degenerate_runs"]
-    verdict = {"degenerate": summary["degenerate"],
-               "degenerate_reasons": summary["degenerate_reasons"]
-               + [f"{len(runs)} of {len(doc['folds']) * len(seeds)} fold models flagged (first: seed "
-                  f"{runs[0]['seed']} fold {runs[0]['fold']}: {'; '.join(runs[0]['reasons'])})"] * bool(runs),
-               "degenerate_cause": runs[0]["cause"] if runs else
-               "the pooled predictions of every fold are no better than chance (see cv.md)"}
+    reasons, runs = list(summary["degenerate_reasons"]), summary["degenerate_runs"]
+    cause = "the pooled predictions of every fold are no better than chance (see cv.md)"
+    if runs:
+        first = runs[0]
+        reasons.append(f"{len(runs)} of {len(doc['folds']) * len(seeds)} fold models flagged (first: seed "
+                       f"{first['seed']} fold {first['fold']}: {'; '.join(first['reasons'])})")
+        cause = first["cause"]
+    verdict = {"degenerate": summary["degenerate"], "degenerate_reasons": reasons, "degenerate_cause": cause}
     return warn_degenerate("cv", verdict, args.strict)
