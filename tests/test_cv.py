@@ -111,3 +111,39 @@ def test_tiny_real_cv_run_writes_the_tables_heat_map_and_report_section(tmp_path
     assert report.returncode == 0, report.stderr
     html = (tmp_path / "report.html").read_text()
     assert 'id="cv-recordings"' in html and all(t in html for t in tested)
+
+
+@pytest.mark.slow
+def test_test_fraction_0_trains_on_everything_and_reports_a_cross_validated_estimate(tmp_path):
+    from edgecnn import synth
+
+    path = tmp_path / "synth.pkl"
+    path.write_bytes(pickle.dumps(synth.generate(n=64, seed=3, n_recordings=4, difficulty=0.3)))
+    run = tmp_path / "run"
+    proc = run_cli("train", "--data", str(path), "--test-fraction", "0", "--epochs", "2", "--no-cache",
+                   "--out", str(run))
+    assert proc.returncode == 0, proc.stderr
+    assert "trained on every recording, no test set; cross-validated (4 folds by recording, 1 seed(s))" in proc.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    assert metrics["test"] is None and split["test"] == []
+    assert len(set(split["train"]) | set(split["validation"])) == 4  # every recording trains the final model
+    estimate = metrics["estimate"]
+    assert estimate["available"] and estimate["by"] == "recording" and estimate["folds"] == 4
+    doc = json.loads((run / "cv" / "cv.json").read_text())
+    assert estimate["float_accuracy"] == doc["summary"]["float"]["mean"]
+    assert len(doc["recordings"]) == 4 and (run / "cv" / "cv.png").is_file()
+    report = run_cli("report", str(run), "--out", str(tmp_path / "report.html"))
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "report.html").read_text()
+    assert "No test set: the model was trained on every recording" in html and 'id="cv-folds"' in html
+
+    bare = run_cli("train", "--data", str(path), "--test-fraction", "0", "--no-cv", "--epochs", "2", "--no-cache",
+                   "--out", str(tmp_path / "bare"))
+    assert bare.returncode == 0, bare.stderr
+    assert "no held-out estimate exists" in bare.stdout
+    assert json.loads((tmp_path / "bare" / "metrics.json").read_text())["estimate"]["available"] is False
+    assert not (tmp_path / "bare" / "cv").exists()
+
+    wrong = run_cli("train", "--data", str(path), "--cv-by", "recording", "--out", str(tmp_path / "x"))
+    assert wrong.returncode == 2 and "--test-fraction 0" in wrong.stderr
