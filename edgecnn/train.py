@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn import dsp, rundir
+from edgecnn.augment import Augmentation, augment_training
 from edgecnn.config import SpectrogramConfig
 from edgecnn.dataset import WindowSet, split_by_recording
 from edgecnn.errors import ConfigError, InputError
@@ -133,8 +134,12 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
               val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
-              patience: int = 12, data_source: str | None = None, overlap: float = 0.0) -> TrainResult:
+              patience: int = 12, min_epochs: int = 10, data_source: str | None = None,
+              overlap: float = 0.0, augmentation: Augmentation = Augmentation()) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
+
+    ``augmentation`` adds altered copies of the training windows (never of validation or test
+    windows; ``Augmentation(copies=0)`` turns it off).
 
     ``overlap`` is the window overlap ``data`` was cut with, used only when ``data.hop`` is unknown
     (it sizes the gap of a time-based validation split, see ``validation_split``).
@@ -153,7 +158,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         raise InputError(f"windows have {data.windows.shape[1]} samples; the config needs {cfg.window_samples}")
     out = check_out(out, force)
     options = FitOptions(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                         patience=patience, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
+                         patience=patience, min_epochs=min_epochs, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
 
     train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
     fit_idx, val_idx, val_rule = validation_split(data, train_idx, val_fraction=val_fraction, seed=seed,
@@ -172,8 +177,18 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg = cfg.with_normalisation(mean, std)
     images = normalise(raw, cfg)
 
+    x_fit, y_fit = images[fit_idx], data.labels[fit_idx]
+    if augmentation.enabled:
+        extra, origin = augment_training(data, fit_idx, augmentation, seed)
+        x_fit = np.concatenate([x_fit, dsp.features(extra, cfg, progress=Progress("augmenting", quiet=quiet))])
+        y_fit = np.concatenate([y_fit, data.labels[origin]])
+        log(f"augmentation: {len(extra)} altered copies of the {len(fit_idx)} training windows "
+            f"(speed +-{augmentation.speed:.0%}, gain +-{augmentation.gain_db:g} dB, SNR "
+            f"{augmentation.snr_db[0]:g}-{augmentation.snr_db[1]:g} dB)", quiet)
+        del extra
+
     n_classes = len(data.classes)
-    result = fit(lambda: build_model(arch, cfg.input_shape, n_classes), images[fit_idx], data.labels[fit_idx],
+    result = fit(lambda: build_model(arch, cfg.input_shape, n_classes), x_fit, y_fit,
                  images[val_idx], data.labels[val_idx], n_classes=n_classes, options=options)
     model = result.model
     footprint = count_params_macs(model)
@@ -201,10 +216,11 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg, data.classes, label_map=label_map, arch=arch, seed=seed,
         data={**data.summary(), "source": data_source, "recordings": len(data.recordings)},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                  "patience": patience, "strategy": strategy, "mixed_precision": mixed_precision,
-                  "normalisation": normalisation, "devices": result.devices, "replicas": result.replicas},
+                  "patience": patience, "min_epochs": min_epochs, "strategy": strategy, "mixed_precision": mixed_precision,
+                  "normalisation": normalisation, "augmentation": augmentation.to_dict(),
+                  "windows_trained_on": int(len(y_fit)), "devices": result.devices, "replicas": result.replicas},
         footprint=footprint, tool_versions=tool_versions())
-    history = {**result.history, "best_epoch": result.best_epoch,
+    history = {**result.history, "best_epoch": result.best_epoch, "selection": result.selection,
                "seconds_per_epoch": result.seconds_per_epoch}
     calib = stratified_sample(data.labels[train_idx], CALIBRATION_WINDOWS, seed)
     _write_run(target, force=True if not result.is_chief else force, model=model, config=config, split=split,

@@ -22,13 +22,20 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping ends sooner (60)")
     p.add_argument("--patience", type=int, default=12,
                    help="epochs without a better validation loss before stopping (12)")
+    p.add_argument("--min-epochs", type=int, default=10,
+                   help="early stopping never stops before this many epochs (10)")
+    p.add_argument("--augment", type=int, default=2, metavar="COPIES",
+                   help="altered copies of every training window: speed +-3 %% by resampling, time offset, "
+                        "gain +-6 dB, noise at 15-40 dB SNR; never validation or test windows; 0 = off (2)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per step and device (32)")
     p.add_argument("--seed", type=int, default=0, help="seeds splits, weights and shuffling (0)")
     p.add_argument("--transform", choices=("magnitude", "log"), default=None,
                    help="feature transform (default: magnitude for seed, log for edge)")
     p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default=None,
                    help="normalisation fitted on the training split (default: none for seed, per_bin for edge)")
-    p.add_argument("--overlap", type=float, default=0.0, help="window overlap in [0, 1) (default 0)")
+    p.add_argument("--overlap", default="auto",
+                   help="window overlap in [0, 1), or auto: 0.5 when a class has fewer than 100 windows "
+                        "without overlap, else 0 (default auto)")
     p.add_argument("--test-where", default=None,
                    help="test recordings by metadata, e.g. load_hp=1 (default: a quarter of each class)")
     p.add_argument("--test-fraction", type=float, default=0.25, help="recordings per class held out (0.25)")
@@ -48,7 +55,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgecnn.dataset import load_windows, parse_where
+    from edgecnn.augment import Augmentation
+    from edgecnn.dataset import load_windows, parse_overlap, parse_where
     from edgecnn.progress import Progress
     from edgecnn.train import check_out, default_config
 
@@ -59,11 +67,15 @@ def run(args) -> int:
         from edgecnn.fit import split_cpu
 
         split_cpu(args.cpu_devices)
+    overlap = parse_overlap(args.overlap)
+    augmentation = Augmentation(copies=args.augment)
     cfg = default_config(args.arch, args.transform)
-    data = load_windows(args.data, cfg, label_map=args.label_map, overlap=args.overlap,
+    data = load_windows(args.data, cfg, label_map=args.label_map, overlap=overlap,
                         progress=Progress("reading", quiet=args.quiet))
     if data.dropped.get("unmapped") and not args.quiet:
         print(f"left out {data.dropped['unmapped']} recording(s) the label map does not name")
+    if not args.quiet:
+        print(f"window overlap {data.overlap_rule}")
     from edgecnn.train import train_run
 
     result = train_run(data, cfg, out=args.out, arch=args.arch, epochs=args.epochs,
@@ -72,7 +84,8 @@ def run(args) -> int:
                        normalisation=args.normalisation, strategy=args.strategy,
                        mixed_precision=args.mixed_precision, quiet=args.quiet, force=args.force,
                        cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data),
-                       overlap=args.overlap, patience=args.patience)
+                       overlap=1.0 - data.hop / cfg.window_samples, patience=args.patience,
+                       min_epochs=args.min_epochs, augmentation=augmentation)
     if not args.quiet:
         test = result.metrics["test"]
         print(f"{args.arch}: test accuracy {test['accuracy']:.4f} on {test['n']} windows "
