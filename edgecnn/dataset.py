@@ -224,7 +224,7 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
     per_class = {c: sum(1 for _, k in mapped if k == c) for c in classes}
 
     signals = []
-    for rec, cls_name in mapped:
+    for rec, _ in mapped:
         try:
             signals.append(resample_to(rec.signal, rec.fs, cfg.fs))
         except InputError as exc:

@@ -135,7 +135,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
               patience: int = 12, min_epochs: int = 10, data_source: str | None = None,
-              overlap: float = 0.0, augmentation: Augmentation = Augmentation()) -> TrainResult:
+              overlap: float = 0.0, augmentation: Augmentation | None = None) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
 
     ``augmentation`` adds altered copies of the training windows (never of validation or test
@@ -156,9 +156,11 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg = cfg.replace(norm_mean=(0.0,), norm_std=(1.0,))  # refitted below, on this training split
     if data.windows.shape[1] != cfg.window_samples:
         raise InputError(f"windows have {data.windows.shape[1]} samples; the config needs {cfg.window_samples}")
+    augmentation = Augmentation() if augmentation is None else augmentation
     out = check_out(out, force)
     options = FitOptions(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                         patience=patience, min_epochs=min_epochs, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
+                         patience=patience, min_epochs=min_epochs, strategy=strategy,
+                         mixed_precision=mixed_precision, quiet=quiet)
 
     train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
     fit_idx, val_idx, val_rule = validation_split(data, train_idx, val_fraction=val_fraction, seed=seed,
@@ -216,7 +218,8 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg, data.classes, label_map=label_map, arch=arch, seed=seed,
         data={**data.summary(), "source": data_source, "recordings": len(data.recordings)},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                  "patience": patience, "min_epochs": min_epochs, "strategy": strategy, "mixed_precision": mixed_precision,
+                  "patience": patience, "min_epochs": min_epochs, "strategy": strategy,
+                  "mixed_precision": mixed_precision,
                   "normalisation": normalisation, "augmentation": augmentation.to_dict(),
                   "windows_trained_on": int(len(y_fit)), "devices": result.devices, "replicas": result.replicas},
         footprint=footprint, tool_versions=tool_versions())
