@@ -15,7 +15,7 @@ from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
 #: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
-COMMANDS = ("synth", "train", "export", "inspect", "stream", "parity", "fidelity", "report", "keygen", "demo")
+COMMANDS = ("synth", "train", "cv", "export", "inspect", "stream", "parity", "fidelity", "report", "keygen", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
