@@ -306,14 +306,16 @@ def parse_where(text: str | None) -> dict[str, str] | None:
 
 
 def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int = 0,
-                       where: dict[str, Any] | None = None,
-                       subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       where: dict[str, Any] | None = None, subset: np.ndarray | None = None,
+                       by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Window indices (train, test), every recording wholly on one side.
 
     With ``where`` the test side is the recordings whose metadata match every key (leave-one-load-out);
     otherwise a seeded draw of about ``test_fraction`` of each class's recordings (at least one when
-    the class has two or more). ``subset`` restricts the split to those window indices (used for a
-    validation split inside the training side).
+    the class has two or more). With ``by`` (a metadata key such as ``machine``) the draw is of the
+    groups of recordings sharing its value instead, stratified by the classes a group holds, so all
+    of a machine's recordings fall on one side. ``subset`` restricts the split to those window
+    indices (used for a validation split inside the training side).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction={test_fraction!r} must be in (0, 1)")
@@ -329,6 +331,8 @@ def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int 
         if not test_recs or len(test_recs) == len(rec_ids):
             raise ConfigError(f"test selection {where} matches {len(test_recs)} of {len(rec_ids)} "
                               f"recordings; it must leave some on each side")
+    elif by:
+        test_recs = _draw_groups(ws, rec_ids, by, test_fraction, seed)
     else:
         rng = np.random.default_rng(seed)
         test_recs = []
@@ -341,3 +345,33 @@ def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int 
             test_recs.extend(members[:n_test].tolist())
     in_test = np.isin(ws.groups[idx], test_recs)
     return idx[~in_test], idx[in_test]
+
+
+def has_metadata(ws: WindowSet, key: str) -> bool:
+    """True when every recording carries metadata ``key`` (e.g. ``machine`` in synthetic data)."""
+    return bool(ws.recordings) and all(r.get(key) is not None for r in ws.recordings)
+
+
+def _draw_groups(ws: WindowSet, rec_ids: np.ndarray, by: str, test_fraction: float, seed: int) -> list[int]:
+    """Recordings of about ``test_fraction`` of the ``by`` groups, drawn within each class make-up."""
+    missing = [ws.recordings[r]["id"] for r in rec_ids if ws.recordings[r].get(by) is None]
+    if missing:
+        raise ConfigError(f"cannot split by {by!r}: {len(missing)} recording(s) have no such metadata "
+                          f"(e.g. {missing[0]})")
+    groups: dict[str, list[int]] = {}
+    for r in rec_ids:
+        groups.setdefault(str(ws.recordings[r][by]), []).append(int(r))
+    strata: dict[tuple[str, ...], list[str]] = {}
+    for name, members in groups.items():
+        make_up = tuple(sorted({ws.recordings[r]["class"] for r in members}))
+        strata.setdefault(make_up, []).append(name)
+    rng = np.random.default_rng(seed)
+    test_recs: list[int] = []
+    for make_up in sorted(strata):
+        names = np.array(sorted(strata[make_up]))
+        if names.size < 2:
+            continue
+        rng.shuffle(names)
+        n_test = min(names.size - 1, max(1, int(round(test_fraction * names.size))))
+        test_recs.extend(r for name in names[:n_test] for r in groups[name])
+    return test_recs

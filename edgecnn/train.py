@@ -24,7 +24,7 @@ import numpy as np
 from edgecnn import dsp, guard, rundir
 from edgecnn.augment import Augmentation, augment_training
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dataset import WindowSet, split_by_recording
+from edgecnn.dataset import WindowSet, has_metadata, split_by_recording
 from edgecnn.errors import ConfigError, InputError
 from edgecnn.feature_cache import normalise, raw_features
 from edgecnn.fileio import write_json
@@ -91,16 +91,21 @@ def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: fl
                      overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
     """(fit, validation, rule): by recording when every class keeps >= 3 training recordings.
 
+    When every recording names its machine (synthetic data), the draw is by machine instead (every
+    class keeping >= 3 training machines), so validation too measures unseen machines.
     With fewer (CWRU leaving a load out leaves two per class; its normal class is one recording cut
     in time), a recording-level draw would take half of a class's recordings away from training, so
     the validation side is instead the last ``val_fraction`` of each training recording's windows
     (they are in time order), with the windows that would share samples across the cut dropped.
     """
-    per_class = [np.unique(data.groups[train_idx][data.labels[train_idx] == c]).size
-                 for c in range(len(data.classes))]
+    by = default_split_key(data)
+    unit = (np.array([data.recordings[g][by] for g in data.groups[train_idx]]) if by
+            else data.groups[train_idx])
+    per_class = [np.unique(unit[data.labels[train_idx] == c]).size for c in range(len(data.classes))]
     if min(c for c in per_class if c > 0) >= 3:
-        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
-        return fit_idx, val_idx, "by recording"
+        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx,
+                                              by=by)
+        return fit_idx, val_idx, f"by {by or 'recording'}"
     if data.hop:  # windows closer than window_samples share samples across the cut
         gap = max(0, -(-data.windows.shape[1] // data.hop) - 1)
     else:
@@ -193,6 +198,12 @@ def train_model(data: WindowSet, train_idx: np.ndarray, raw: np.ndarray, cfg: Sp
                         windows_trained_on=int(len(y_fit)))
 
 
+def default_split_key(data: WindowSet) -> str | None:
+    """``machine`` when every recording names its machine (synthetic data): splits then keep a
+    machine's recordings together, so held-out accuracy is that on unseen machines; else None."""
+    return "machine" if has_metadata(data, "machine") else None
+
+
 def check_out(out: str | Path, force: bool) -> Path:
     out = Path(out)
     if out.exists() and not force:
@@ -244,7 +255,8 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
     if everything:
         train_idx, test_idx = np.arange(len(data)), np.zeros(0, dtype=np.int64)
     else:
-        train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
+        train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where,
+                                                 by=None if test_where else default_split_key(data))
     raw, cached = raw_features(data.windows, cfg, cache_dir=cache_dir, use_cache=use_cache,
                                progress=Progress("spectrograms", quiet=quiet))
     log(f"spectrograms {'from cache' if cached else 'computed'}: {raw.shape[1]}x{raw.shape[2]} "
@@ -283,6 +295,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
 
     target = out if result.is_chief else _worker_out(out)
     split = {"seed": seed, "test_fraction": None if test_where else test_fraction,
+             "by": None if test_where else default_split_key(data) or "recording",
              "test_where": test_where, "val_fraction": val_fraction, "validation_rule": val_rule,
              "train": data.recording_ids(fit_idx), "validation": data.recording_ids(val_idx),
              "test": data.recording_ids(test_idx),
