@@ -95,7 +95,7 @@ def draw_machines(n: int, rng: np.random.Generator) -> dict:
     """Parameters of ``n`` machines (arrays of length n; ``path`` is n x PATH_TAPS)."""
     centre = rng.uniform(12.0, 38.0, n)
     spread = rng.uniform(0.05, 0.2, n)
-    path = np.concatenate([np.ones((n, 1)), rng.normal(0.0, 0.3, (n, PATH_TAPS - 1))], axis=1)
+    path = np.concatenate([np.ones((n, 1)), rng.normal(0.0, 0.15, (n, PATH_TAPS - 1))], axis=1)
     return {
         "shaft_lo_hz": centre * (1.0 - spread),
         "shaft_hi_hz": centre * (1.0 + spread),
@@ -106,7 +106,7 @@ def draw_machines(n: int, rng: np.random.Generator) -> dict:
         "damping": rng.uniform(0.03, 0.08, n),
         "resonance2_hz": rng.uniform(900.0, 6000.0, n),
         "damping2": rng.uniform(0.02, 0.1, n),
-        "resonance2_share": rng.uniform(0.1, 0.5, n),
+        "resonance2_share": rng.uniform(0.05, 0.25, n),
         "resonance_level": rng.uniform(0.5, 1.5, n),
         "path": path,
         "defect_order": rng.uniform(3.0, 5.5, n),
