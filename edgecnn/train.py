@@ -340,7 +340,7 @@ def _estimate(data: WindowSet, cfg: SpectrogramConfig, raw: np.ndarray, *, cv: b
                           "was turned off (--no-cv): no held-out estimate exists"}, None
     from edgecnn.cv import CV_FILE, cross_validate, summary_line
 
-    by = by or "recording"
+    by = by or default_split_key(data) or "recording"
     log(f"no test set (test fraction 0): estimating held-out accuracy by cross-validation, leave one {by} out",
         options.quiet)
     doc = cross_validate(data, cfg, by=by, seeds=(options.seed,), arch=arch, options=options,

@@ -26,7 +26,8 @@ def register(sub) -> None:
                         "cross-validated estimate instead of a test accuracy (see --cv-by, --no-cv)")
     p.add_argument("--cv-by", default=None, metavar="KEY",
                    help="with --test-fraction 0: the estimate leaves one KEY group out (load_hp, "
-                        "fault_diameter_in, load_lb, machine, recording; default recording)")
+                        "fault_diameter_in, load_lb, machine, recording; default machine when every "
+                        "recording names one, as synthetic data do, else recording)")
     p.add_argument("--no-cv", action="store_true",
                    help="with --test-fraction 0: no cross-validation; the run then has no held-out estimate")
     p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
