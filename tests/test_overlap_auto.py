@@ -60,7 +60,7 @@ def test_bad_overlap_is_a_config_error(text):
         parse_overlap(text)
 
 
-def test_train_cli_prints_and_records_the_overlap(tmp_path, capsys):
+def test_train_cli_prints_and_records_the_overlap_and_its_settings(tmp_path, capsys):
     from edgecnn import synth
     from edgecnn.cli import main
 
@@ -73,3 +73,7 @@ def test_train_cli_prints_and_records_the_overlap(tmp_path, capsys):
     assert "window overlap auto: 0.5" in out
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["overlap_rule"].startswith("auto: 0.5")
+    # the other small-data defaults given on the command line are recorded too
+    assert config["training"]["min_epochs"] == 1 and config["training"]["augmentation"]["copies"] == 0
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert history["best_epoch"] == 1 and history["selection"]
