@@ -47,6 +47,9 @@ def run(args) -> int:
                          min_epochs=args.min_epochs, quiet=args.quiet)
     cfg = default_config(args.arch, args.transform, args.feature)
     data = load_training_data(args, cfg)
+    from edgecnn.quiet import import_tensorflow
+
+    import_tensorflow()  # now, quietly (edgecnn.quiet): bad input above was refused without it
     doc = cross_validate(data, cfg, by=args.by, seeds=seeds, arch=args.arch, options=options,
                          normalisation=args.normalisation, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, quiet=args.quiet, data_source=str(args.data),
