@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import figure  # noqa: E402
+from benchmarks.common import figure, results_header  # noqa: E402
 from export.bundle import load_bundle  # noqa: E402
 from firmware_sim.decisions import POLICY_FIELDS, Decider, DecisionPolicy  # noqa: E402
 from firmware_sim.interpreters import open_interpreter  # noqa: E402
@@ -195,7 +195,7 @@ def main() -> int:
                     f"{c['false_alarms']:2d} {c['after_detection']:2d} {worst} {c['healthy_alarms']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        args.out.write_text(results_header() + "\n".join(lines) + "\n")
     return 0
 
 

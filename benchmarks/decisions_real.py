@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import figure  # noqa: E402
+from benchmarks.common import figure, results_header  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 DATASETS = {
@@ -101,7 +101,7 @@ def main() -> int:
         figure(f"{name}: recordings ending right", f"{len(rows) - bad}/{len(rows)}", "all", met=bad == 0)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        args.out.write_text(results_header() + "\n".join(lines) + "\n")
     return 0 if failures == 0 else 1
 
 
