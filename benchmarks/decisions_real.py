@@ -44,6 +44,8 @@ def stream_recordings(bundle_dir: Path, data: Path, label_map: str) -> list[dict
 
     bundle = load_bundle(bundle_dir)
     mapping = LabelMap.parse(label_map)
+    # The run's held-out recordings (the others trained or validated the model).
+    test_ids = set((bundle.manifest.get("training", {}).get("split") or {}).get("test") or [])
     rows = []
     for rec in read_recordings(data):
         own = mapping(rec.label)
@@ -56,7 +58,8 @@ def stream_recordings(bundle_dir: Path, data: Path, label_map: str) -> list[dict
         share = summary["decision_share"].get(own)
         final = summary["state"]
         ok = final == own if share is not None and share >= 0.9 else final in (own, "unknown")
-        rows.append({"recording": str(rec.id), "class": own, "share": share, "final": final, "ok": ok,
+        rows.append({"recording": str(rec.id) + (" (test)" if str(rec.id) in test_ids else ""), "class": own,
+                     "share": share, "final": final, "ok": ok,
                      "decisions": summary["decisions"], "events": [f"{e['from']}->{e['to']}@{e['time_s']:.2f}s"
                                                                   for e in summary["events"]]})
     return rows
@@ -92,7 +95,7 @@ def main() -> int:
         rows = stream_recordings(bundle, data, spec["label_map"])
         for r in rows:
             share = "-" if r["share"] is None else f"{100 * r['share']:.1f} %"
-            say(f"  {r['recording']:28s} class {r['class']}  own-class decisions {share:>8s} of {r['decisions']:3d}  "
+            say(f"  {r['recording']:35s} class {r['class']}  own-class decisions {share:>8s} of {r['decisions']:3d}  "
                 f"final {r['final']:8s} {'ok' if r['ok'] else 'WRONG'}  events {' '.join(r['events']) or '-'}")
         bad = sum(not r["ok"] for r in rows)
         failures += bad
