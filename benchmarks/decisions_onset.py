@@ -148,7 +148,7 @@ def main() -> int:
     say(f"bundle {args.bundle} (digest {bundle.digest[:16]}), classes {classes}; int8 on LiteRT")
     say(f"streams: {len(seeds)} onset streams (seeds {args.seeds}, {args.duration:g} s, onset {args.onset:g} s) and "
         f"{len(seeds)} healthy streams of {args.healthy_s:g} s ({len(seeds) * args.healthy_s / 3600:.2f} h); "
-        f"recorded in {time.perf_counter() - start:.0f} s")
+        f"recorded in {time.perf_counter() - start:.0f} s (probabilities cached by earlier runs are reused)")
     say(f"policy ({'bundle' if bundle.manifest.get('decision_policy') else 'built-in default'}"
         f"{', ' + args.policy if args.policy else ''}): {policy.describe(bundle.cfg)}")
     r = evaluate(onset_rows, healthy_rows, classes, fs, args.onset, policy)

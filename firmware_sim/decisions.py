@@ -29,6 +29,7 @@ Device side: numpy only; the stream clock is the sample count (time is derived f
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -195,25 +196,23 @@ class Decider:
         self.classes = list(classes)
         self.fs = float(fs)
         self.policy = policy
-        n_classes = len(classes)
-        # Working variables (allocated once; the C port's are the same arrays)
-        self._ring_vote = np.full(policy.smooth, UNKNOWN, dtype=np.int32)
-        self._ring_q = np.zeros((policy.smooth, n_classes), dtype=np.int32)
-        self._votes = np.zeros(n_classes, dtype=np.int64)
-        self._sums = np.zeros(n_classes, dtype=np.int64)
-        self._vote_total = np.zeros(n_classes, dtype=np.int64)
-        self._state_samples = np.zeros(n_classes + 1, dtype=np.int64)  # [-1] is unknown
+        self._n_classes = len(classes)
+        self._smooth, self._agree = policy.smooth, policy.agree
+        self._needed = policy.threshold_q * policy.smooth  # sums[c] >= threshold_q * n, in integers
+        # Working variables: plain Python integers (the C port's int arrays; numpy's per-call cost
+        # would be most of a decision's time with 2 or 3 classes)
         self.reset()
 
     def reset(self, origin: int = 0) -> None:
         """Back to ``unknown`` with an empty ring; ``origin`` is the sample the stream (or the
         recording) starts at, for the time spent in each state."""
-        self._ring_vote[:] = UNKNOWN
-        self._ring_q[:] = 0
-        self._votes[:] = 0
-        self._sums[:] = 0
-        self._vote_total[:] = 0
-        self._state_samples[:] = 0
+        n, c = self._smooth, self._n_classes
+        self._ring_vote = [UNKNOWN] * n
+        self._ring_q = [[0] * c for _ in range(n)]
+        self._votes = [0] * c
+        self._sums = [0] * c
+        self._vote_total = [0] * c
+        self._state_samples = [0] * (c + 1)  # [-1] is unknown
         self._filled = 0
         self._head = 0
         self.state = UNKNOWN
@@ -232,10 +231,11 @@ class Decider:
 
     def supported(self) -> int:
         """The class the ring supports (rule 4), or UNKNOWN."""
-        if self._filled < self.policy.smooth:
+        if self._filled < self._smooth:
             return UNKNOWN
-        c = int(np.argmax(self._votes))
-        if self._votes[c] >= self.policy.agree and self._sums[c] >= self.policy.threshold_q * self.policy.smooth:
+        votes = self._votes
+        c = votes.index(max(votes))
+        if votes[c] >= self._agree and self._sums[c] >= self._needed:
             return c
         return UNKNOWN
 
@@ -243,54 +243,60 @@ class Decider:
                valid: bool = True, reason: str = "") -> tuple[Decision, Event | None]:
         """Take one decision; returns it and the event it raised (or None)."""
         probabilities = np.asarray(probabilities, dtype=np.float32).ravel()
+        values = probabilities.tolist()
         index = self.decisions
         self.decisions += 1
-        if valid and not np.all(np.isfinite(probabilities)):
+        sample_index, window_start = int(sample_index), int(window_start)
+        if valid and not all(map(math.isfinite, values)):
             valid, reason = False, "non-finite probabilities"
         # Time in the state held since the previous decision.
-        self._state_samples[self.state] += max(0, int(sample_index) - self._last_sample)
-        self._last_sample = max(self._last_sample, int(sample_index))
+        if sample_index > self._last_sample:
+            self._state_samples[self.state] += sample_index - self._last_sample
+            self._last_sample = sample_index
         if self.first_decision_sample is None:
-            self.first_decision_sample = int(sample_index)
+            self.first_decision_sample = sample_index
         # The ring: take out the oldest decision, put in this one (integers, exact).
-        n = self.policy.smooth
+        n, head, sums = self._smooth, self._head, self._sums
         if self._filled == n:
-            old = self._ring_vote[self._head]
+            old = self._ring_vote[head]
             if old != UNKNOWN:
                 self._votes[old] -= 1
-            self._sums -= self._ring_q[self._head]
+            for c, value in enumerate(self._ring_q[head]):
+                sums[c] -= value
         else:
             self._filled += 1
         if valid:
-            q = quantise_probabilities(probabilities)
-            vote = int(np.argmax(q))
+            # q = round(p * 256) with p clipped to [0, 1] (round half to even, as numpy's rint)
+            q = [round((0.0 if p < 0.0 else 1.0 if p > 1.0 else p) * PROB_SCALE) for p in values]
+            vote = q.index(max(q))  # the lowest index on a tie
             self._votes[vote] += 1
             self._vote_total[vote] += 1
+            for c, value in enumerate(q):
+                sums[c] += value
         else:
             self.invalid += 1
-            q = np.zeros(len(self.classes), dtype=np.int32)
+            q = [0] * self._n_classes
             vote = UNKNOWN
-        self._sums += q
-        self._ring_q[self._head] = q
-        self._ring_vote[self._head] = vote
-        self._head = (self._head + 1) % n
+        self._ring_q[head] = q
+        self._ring_vote[head] = vote
+        self._head = (head + 1) % n
         self._dwell += 1
         # The state machine (rule 5).
         event = None
         target = self.supported()
         previous = self.state
-        if target != UNKNOWN and target != self.state and self._dwell >= self.policy.min_dwell:
+        if target != UNKNOWN and target != previous and self._dwell >= self.policy.min_dwell:
             self.state, self._dwell, self._doubt = target, 0, 0
             event = self._event(index, sample_index, previous, target)
-        elif self.state != UNKNOWN:
-            self._doubt = 0 if target == self.state else self._doubt + 1
+        elif previous != UNKNOWN:
+            self._doubt = 0 if target == previous else self._doubt + 1
             if self._doubt >= self.policy.unknown_after:
                 self.state, self._dwell, self._doubt = UNKNOWN, 0, 0
                 event = self._event(index, sample_index, previous, previous)
         if event is not None and previous == UNKNOWN and self.first_state_sample is None:
-            self.first_state_sample = int(sample_index)
-        smoothed = (self._sums / (n * PROB_SCALE)).astype(np.float32) if valid else None
-        decision = Decision(index, int(window_start), int(sample_index), probabilities, smoothed, self.state,
+            self.first_state_sample = sample_index
+        smoothed = np.asarray(sums, dtype=np.float32) / np.float32(n * PROB_SCALE) if valid else None
+        decision = Decision(index, window_start, sample_index, probabilities, smoothed, self.state,
                             valid, reason, vote)
         return decision, event
 
@@ -303,7 +309,7 @@ class Decider:
         """What was decided: share of valid decisions per class, seconds in each state (up to
         ``end_sample``, default the last decision), first decision and first state times."""
         end = self._last_sample if end_sample is None else max(int(end_sample), self._last_sample)
-        held = self._state_samples.copy()
+        held = list(self._state_samples)
         held[self.state] += end - self._last_sample
         valid = int(self.decisions - self.invalid)
         names = [*self.classes, UNKNOWN_NAME]

@@ -180,7 +180,8 @@ def test_integer_sums_do_not_drift_and_summary_counts():
         p = rng.dirichlet([1, 1, 1]).astype(np.float32)
         decider.update(p, window_start=i, sample_index=i + 10, valid=bool(i % 97))
     # The running sums equal a fresh sum over the ring: exact integers after 20000 updates.
-    np.testing.assert_array_equal(decider._sums, decider._ring_q.sum(axis=0))
+    assert decider._sums == np.asarray(decider._ring_q).sum(axis=0).tolist()
+    assert decider._votes == [sum(v == c for v in decider._ring_vote) for c in range(3)]
     summary = decider.summary(end_sample=20009 + 1000)
     assert summary["decisions"] == 20000 and summary["invalid_decisions"] == len(range(0, 20000, 97))
     assert sum(summary["decision_share"].values()) == pytest.approx(1.0, abs=1e-3)
