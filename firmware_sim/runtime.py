@@ -68,7 +68,7 @@ class StreamRuntime:
                  policy: DecisionPolicy | None = None, magnitude_fn: MagnitudeFn = frame_magnitudes,
                  full_scale: float | None = None, on_event: Callable[[Event], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter, adc: ADC | None = None,
-                 on_recording: Callable[[str, int], None] | None = None) -> None:
+                 on_recording: Callable[[str, int], None] | None = None, phase: int = 0) -> None:
         # Configuration
         self.cfg = cfg
         self.classes = list(classes)
@@ -78,6 +78,9 @@ class StreamRuntime:
         self.on_event = on_event
         self.on_recording = on_recording
         self.clock = clock
+        #: Frames after the first full image before the first decision (a fleet staggers its sensors'
+        #: decisions over the cadence, firmware_sim.multi; 0 for a lone sensor).
+        self.phase = int(phase)
         self.adc = adc
         # Working variables
         self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn,
@@ -100,7 +103,7 @@ class StreamRuntime:
         self._last_arrival: float | None = None
         self._last_period = 0.0
         self._fault_end = -1  # one past the newest faulty (or filled) sample
-        self._next_decision = self.cfg.n_frames
+        self._next_decision = self.cfg.n_frames + self.phase
         self.recording: str | None = None
         self._recording_start = 0
         self._recording_events = 0
@@ -182,7 +185,7 @@ class StreamRuntime:
         self.recording, self._recording_start, self._recording_events = name, int(first), 0
         if self._next_seq is not None:
             self.stft.reset(origin=first)
-            self._next_decision = self.cfg.n_frames
+            self._next_decision = self.cfg.n_frames + self.phase
         self.decider.reset(origin=first)
         if self.on_recording is not None:
             self.on_recording(name, first)
@@ -208,7 +211,7 @@ class StreamRuntime:
             elif missing != 0:  # too long to bridge, or the clock went backwards: start over
                 self.faults.restarts += 1
                 self.stft.reset(origin=block.t_sample_index)
-                self._next_decision = self.cfg.n_frames
+                self._next_decision = self.cfg.n_frames + self.phase
                 self._fault_end = block.t_sample_index
         return True
 

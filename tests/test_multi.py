@@ -33,18 +33,18 @@ def signals():
     return np.stack(out).astype(np.float32)
 
 
-def _single(bundle, signal, policy, runtime="litert"):
+def _single(bundle, signal, policy, runtime="litert", phase=0):
     with open_interpreter(runtime, bundle) as interp:
-        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, policy=policy)
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, policy=policy, phase=phase)
         decisions = []
         summary = rt.run(ArraySource(signal, bundle.cfg.fs, block=BLOCK).blocks(), decisions.append)
     return decisions, summary
 
 
-def _multi(bundle, signals, policy, runtime="litert", max_batch=None, block=BLOCK):
+def _multi(bundle, signals, policy, runtime="litert", max_batch=None, block=BLOCK, stagger=False):
     with open_interpreter(runtime, bundle) as interp:
         rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, signals.shape[0], policy=policy,
-                                max_batch=max_batch)
+                                max_batch=max_batch, stagger=stagger)
         per_sensor = [[] for _ in range(signals.shape[0])]
         blocks = (signals[:, i:i + block] for i in range(0, signals.shape[1], block))
         summary = rt.run(blocks, lambda sensor, decision: per_sensor[sensor].append(decision))
@@ -71,6 +71,21 @@ def test_each_sensor_gets_exactly_its_single_sensor_decisions(bundle, signals, r
     assert sorted(summary["events"], key=lambda e: (e["sensor"], e["decision"])) == events
     assert events, "the faulty machines must raise at least one event"
     assert summary["decisions"] == sum(len(d) for d in multi)
+
+
+@pytest.mark.parametrize("block", [BLOCK, 1000])
+def test_staggered_sensors_take_their_single_sensor_decisions_at_their_phase(bundle, signals, block):
+    """Staggered, sensor i decides from frame n_frames + i % every on: what a lone StreamRuntime with
+    that phase decides, image for image; each decision frame carries only its group's inferences."""
+    policy = DecisionPolicy(every_frames=3)
+    multi, summary = _multi(bundle, signals, policy, block=block, stagger=True)
+    starts = set()
+    for sensor, signal in enumerate(signals):
+        single, single_summary = _single(bundle, signal, policy, phase=sensor % 3)
+        _same(multi[sensor], single)
+        assert summary["states"][sensor] == single_summary["state"]
+        starts.add(multi[sensor][0].sample_index)
+    assert len(starts) == min(N_SENSORS, 3)  # the groups decide at different frames
 
 
 def test_odd_block_sizes_and_a_faulty_sensor(bundle, signals):

@@ -317,7 +317,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
     runtime = MultiStreamRuntime(cfg, classes, interpreter, args.sensors, policy=policy,
                                  full_scale=getattr(source, "full_scale", None), max_batch=args.max_batch,
-                                 on_event=on_event)
+                                 on_event=on_event, stagger=True)
     wall = time.perf_counter()
     try:
         result = runtime.run(blocks)
