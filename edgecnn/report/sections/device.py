@@ -145,8 +145,12 @@ def integrity(inputs: ReportInputs) -> dict | Missing:
             recorded = result.get("bundle_digest")
             results.append({"what": what, "digest": recorded,
                             "same": None if recorded is None else recorded == identity["digest"]})
+    from edgecnn.commands.inspect import policy_lines
+
     return {**identity, "results": results,
-            "digest_macro": ((inputs.manifest or {}).get("c_array") or {}).get("digest_macro")}
+            "digest_macro": ((inputs.manifest or {}).get("c_array") or {}).get("digest_macro"),
+            "decision_policy": [line.strip().removeprefix("policy").strip() for line in
+                                policy_lines((inputs.manifest or {}).get("decision_policy"))]}
 
 
 def dsp(inputs: ReportInputs) -> dict | Missing:
