@@ -18,9 +18,11 @@ falls back to ``unknown`` when the evidence for the current state is gone. The r
    counting 0, reaches ``threshold_q = round(threshold * 256)``). ``2 * agree > smooth``, so at
    most one class is supported.
 5. Entering: a supported class ``c`` different from the state becomes the state when the state has
-   lasted ``min_dwell`` decisions (from ``unknown`` too). Leaving to ``unknown``: every decision at
-   which the state is not supported adds 1 to ``doubt`` (a decision at which it is supported sets
-   it to 0); at ``doubt == unknown_after`` the state becomes ``unknown``.
+   lasted ``min_dwell`` decisions (from ``unknown`` too). Holding (hysteresis: weaker than
+   entering): the state holds while it has a majority of the ring's votes (``2 * votes[state] >
+   n``). Leaving to ``unknown``: every decision at which it does not hold adds 1 to ``doubt`` (a
+   decision at which it holds sets it to 0); at ``doubt == unknown_after`` the state becomes
+   ``unknown``.
 6. Every state change is one :class:`Event` stamped with the sample index of the window's end.
 
 Device side: numpy only; the stream clock is the sample count (time is derived from it).
@@ -55,14 +57,14 @@ class DecisionPolicy:
     """Frames between decisions (14 frames of 224 samples at 12800 Hz: 0.245 s)."""
     smooth: int = 8
     """n: decisions in the ring."""
-    agree: int = 6
+    agree: int = 8
     """k: votes (argmax) of the last n decisions a class needs (2k > n)."""
     threshold: float = 0.6
     """Mean probability of the class over the last n decisions (invalid ones count 0)."""
     min_dwell: int = 4
     """Decisions a state lasts at least before another class can replace it."""
-    unknown_after: int = 12
-    """Consecutive decisions without support for the state before it falls back to unknown."""
+    unknown_after: int = 16
+    """Consecutive decisions without a majority of votes for the state before it falls back to unknown."""
 
     def __post_init__(self) -> None:
         for name in ("every_frames", "smooth", "agree", "unknown_after"):
@@ -289,7 +291,7 @@ class Decider:
             self.state, self._dwell, self._doubt = target, 0, 0
             event = self._event(index, sample_index, previous, target)
         elif previous != UNKNOWN:
-            self._doubt = 0 if target == previous else self._doubt + 1
+            self._doubt = 0 if 2 * self._votes[previous] > n else self._doubt + 1
             if self._doubt >= self.policy.unknown_after:
                 self.state, self._dwell, self._doubt = UNKNOWN, 0, 0
                 event = self._event(index, sample_index, previous, previous)

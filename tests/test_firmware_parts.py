@@ -151,15 +151,18 @@ def test_unknown_until_k_of_n_agree_above_the_threshold():
 def test_state_falls_back_to_unknown_after_unsupported_decisions():
     policy = DecisionPolicy(smooth=3, agree=2, threshold=0.6, min_dwell=0, unknown_after=3)
     decider = Decider(["A", "B"], 12800.0, policy)
-    # Enter A, then a model that hesitates (p(B) around 0.5): the ring's p(A) sum (in 1/256) falls
-    # to 384 < 3 x 154 at decision 5, so A is unsupported at 5, 6, 7: unknown at 7.
-    results = _feed(decider, [0.1, 0.1, 0.1, 0.5, 0.55, 0.45, 0.5, 0.5])
-    assert _events(results) == [(2, "unknown", "A"), (7, "A", "unknown")]
-    # Invalid decisions count as no vote and 0 probability: a long dropout also ends in unknown.
+    # Enter A; a hesitating model (p(B) 0.5: a tie votes A; 0.55 votes B) keeps A's majority: A holds.
+    results = _feed(decider, [0.1, 0.1, 0.1, 0.5, 0.55, 0.45, 0.5, 0.55, 0.5])
+    assert _events(results) == [(2, "unknown", "A")]
+    # Votes for B at p(B) = 0.56: A loses its majority at decision 4, B never reaches a mean of
+    # 0.6 (143 < 154 per decision, in 1/256): unsupported at 4, 5, 6, unknown at 6.
+    decider.reset()
+    results = _feed(decider, [0.1, 0.1, 0.1] + [0.56] * 5)
+    assert _events(results) == [(2, "unknown", "A"), (6, "A", "unknown")]
+    # Invalid decisions vote for nothing: a long dropout also ends in unknown.
     decider.reset()
     results = _feed(decider, [0.9] * 3 + [0.9] * 6, valid=[True] * 3 + [False] * 6)
-    # One invalid decision already drops the sum below 3 x 154 (2 x 230): unsupported at 3, 4, 5.
-    assert _events(results) == [(2, "unknown", "B"), (5, "B", "unknown")]
+    assert _events(results) == [(2, "unknown", "B"), (6, "B", "unknown")]
     assert [d.valid for d, _ in results[3:]] == [False] * 6 and results[3][0].smoothed is None
 
 
