@@ -111,7 +111,7 @@ class DecisionPolicy:
             every += f" ({self.every_frames * cfg.frame_period_s:.3f} s)"
         return (f"decide every {every}; a state needs {self.agree} of the last {self.smooth} decisions and "
                 f"a mean probability >= {self.threshold:g}; dwell {self.min_dwell}; unknown after "
-                f"{self.unknown_after} decisions without support")
+                f"{self.unknown_after} decisions without a majority")
 
 
 def parse_cadence(text: str, cfg: SpectrogramConfig) -> int:
