@@ -15,7 +15,8 @@ from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
 
 #: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
-COMMANDS = ("synth", "train", "export", "inspect", "stream", "parity", "fidelity", "report", "keygen", "demo")
+COMMANDS = ("synth", "train", "export", "inspect", "stream", "parity", "fidelity", "report", "keygen", "firmware",
+            "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
