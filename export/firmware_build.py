@@ -170,21 +170,49 @@ def _compile_all(jobs: list[list[str]]) -> None:
             future.result()
 
 
+#: TFLM's portable kernels compiled: those of the operators ``export.firmware.RESOLVER_METHODS``
+#: can register (and their shared code). The rest of the tree's ~100 kernels are never linked by a
+#: generated resolver; leaving them out halves the build (the signal library's too).
+TFLM_KERNELS = (
+    "activations", "activations_common", "add_common", "concatenation", "conv_common", "decompress",
+    "decompress_common", "depthwise_conv_common", "dequantize", "dequantize_common", "expand_dims",
+    "fully_connected_common", "hard_swish", "hard_swish_common", "kernel_util", "logistic", "logistic_common",
+    "micro_tensor_utils", "mul_common", "pad_common", "pooling_common", "quantize", "quantize_common", "reduce",
+    "reduce_common", "reshape", "reshape_common", "softmax_common", "squeeze", "strided_slice",
+    "strided_slice_common", "transpose_common",
+)
+#: CMSIS-NN kernel wrappers of operators no generated resolver registers.
+TFLM_SKIP_CMSIS_NN = ("batch_matmul", "maximum_minimum", "svdf", "transpose_conv", "unidirectional_sequence_lstm")
+
+
+def _tflm_sources(tree: Path) -> list[Path]:
+    kernels = tree / "tensorflow/lite/micro/kernels"
+    chosen = []
+    for src in sorted(p for p in tree.rglob("*") if p.suffix in (".c", ".cc") and "signal" not in p.parts):
+        if src.parent == kernels and src.stem not in TFLM_KERNELS:
+            continue
+        if src.parent == kernels / "cmsis_nn" and src.stem in TFLM_SKIP_CMSIS_NN:
+            continue
+        chosen.append(src)
+    return chosen
+
+
 def tflm_library() -> Path:
     """``libtflm.a`` for Cortex-M4 with CMSIS-NN kernels, built once (about 6 minutes on 2 cores)."""
     tree = tflm_tree()
     key = _flags_key(MCU_COMMON, TFLM_DEFINES, CXX_FLAGS)
     out = build_dir() / f"tflm-{key}"
-    lib = out / "libtflm.a"
+    lib = out / f"libtflm-{_flags_key(TFLM_KERNELS, TFLM_SKIP_CMSIS_NN)}.a"
     if lib.exists():
         return lib
     obj_dir = out / "obj"
     obj_dir.mkdir(parents=True, exist_ok=True)
     include = _tflm_includes(tree)
     jobs = []
-    # The signal library's kernels (audio front ends) are not builtin operators: never linked.
-    for src in sorted(p for p in tree.rglob("*") if p.suffix in (".c", ".cc") and "signal" not in p.parts):
+    objects = []
+    for src in _tflm_sources(tree):
         obj = obj_dir / (str(src.relative_to(tree)).replace("/", "__") + ".o")
+        objects.append(str(obj))
         if obj.exists():  # compiled by an earlier, interrupted build
             continue
         if src.suffix == ".cc":
@@ -196,7 +224,7 @@ def tflm_library() -> Path:
     _compile_all(jobs)
     partial = out / "libtflm.a.tmp"
     partial.unlink(missing_ok=True)
-    _run(["arm-none-eabi-ar", "rcs", str(partial), *sorted(str(p) for p in obj_dir.glob("*.o"))])
+    _run(["arm-none-eabi-ar", "rcs", str(partial), *objects])
     partial.replace(lib)
     return lib
 
@@ -264,12 +292,17 @@ def symbol_sizes(elf: Path) -> dict[str, int]:
     return sizes
 
 
-def run_qemu(elf: Path, *, timeout: float = 600) -> str:
+def run_qemu(elf: Path, args: list[str] = (), *, timeout: float = 900) -> str:
     """Run a semihosting ELF on the MPS2 AN386 board with instruction counting; returns its stdout.
 
-    A non-zero exit of the program (a mismatch it found, a fault) raises ConfigError with the log."""
+    ``args`` become the program's argv[1:] (semihosting command line; the guest opens host files
+    through semihosting too). A non-zero exit (a mismatch the program found, a fault) raises
+    ConfigError with the end of the log."""
+    config = ",".join(["enable=on", "target=native", f"arg={elf.name}", *(f"arg={a}" for a in args)])
     cmd = ["qemu-system-arm", "-M", "mps2-an386", "-display", "none", "-monitor", "none", "-serial", "none",
-           "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+           "-icount", "shift=0", "-semihosting-config", config, "-kernel", str(elf)]
+    if any("," in a for a in args):
+        raise ConfigError(f"qemu semihosting arguments cannot hold commas: {args}")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -1,7 +1,7 @@
 """Driving the generated C library from Python: the host build through ctypes, the MCU build on QEMU.
 
 ``HostDSP`` wraps the shared library ``export.firmware_build.build_host_library`` makes from a
-generated ``firmware/`` folder; ``parse_main_output`` reads what the example main loop prints.
+generated ``firmware/`` folder (``export.firmware_measure`` runs the MCU build on QEMU).
 """
 
 from __future__ import annotations
@@ -100,26 +100,3 @@ def window_features(dsp: HostDSP, window: np.ndarray) -> tuple[np.ndarray, np.nd
     # the first decision is due once the window's last frame (ending at sample window_end) is complete
     assert due and used == dsp.window_end() <= window.size, "one window must complete the first decision"
     return columns.T, dsp.input_tensor()
-
-
-def parse_main_output(text: str) -> dict:
-    """What ``edgecnn_main`` printed: header fields, per-decision lines, events, dumps and totals."""
-    out: dict = {"decisions": [], "events": [], "columns": [], "input": [], "output": []}
-    for line in text.splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "bundle":
-            out["digest"] = parts[1]
-            out.update({parts[i]: int(parts[i + 1]) for i in range(2, len(parts) - 1, 2)})
-        elif parts[0] == "decision":
-            out["decisions"].append((int(parts[1]), int(parts[2]), parts[3]))
-        elif parts[0] == "event":
-            out["events"].append((int(parts[1]), int(parts[2]), parts[3], parts[4], float(parts[5])))
-        elif parts[0] in ("columns", "input", "output"):
-            data = bytes.fromhex(parts[1]) if len(parts) > 1 else b""
-            dtype = np.float32 if parts[0] == "columns" else np.int8
-            out[parts[0]].append(np.frombuffer(data, dtype=dtype).copy())
-        elif parts[0] == "done":
-            out.update({parts[i]: int(parts[i + 1]) for i in range(1, len(parts) - 1, 2)})
-    return out
