@@ -212,11 +212,10 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     """``--sensors N``: N synchronised sensors through one interpreter, batched."""
     import json
 
-    from export import firmware_measure
-
     import numpy as np
 
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
     from firmware_sim.sources import open_source
