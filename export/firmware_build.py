@@ -46,9 +46,12 @@ CMSIS_DSP_SOURCES = (
     "Source/CommonTables/arm_common_tables.c",
     "Source/CommonTables/arm_const_structs.c",
 )
-#: ``__GNUC_PYTHON__``: CMSIS-DSP's generic host build (what its Python wrapper compiles with), which
-#: needs no CMSIS Core headers; on the MCU ``cmsis_compiler.h`` comes from the TFLM tree's CMSIS.
-HOST_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-ffp-contract=off", "-D__GNUC_PYTHON__")
+#: ``__GNUC_PYTHON__``: CMSIS-DSP's generic C build (what its Python wrapper compiles with), which
+#: needs no CMSIS Core headers. Used on the host and on the Cortex-M4 alike: the float path uses no
+#: DSP-extension intrinsics, and the pinned TFLM tree's CMSIS Core lacks the m-profile headers
+#: arm_math.h would otherwise pull in (a q15 path would need them).
+DSP_DEFINES = ("-D__GNUC_PYTHON__",)
+HOST_CFLAGS = ("-std=c99", "-O2", "-fPIC", "-ffp-contract=off", *DSP_DEFINES)
 STRICT = ("-Wall", "-Wextra", "-Werror")
 MCU_ARCH = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 MCU_COMMON = (*MCU_ARCH, "-O2", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off",
@@ -144,7 +147,7 @@ def syntax_check(firmware_dir: Path) -> None:
     root = cmsis_dsp_root()
     include = [f"-I{root / 'Include'}", f"-I{root / 'PrivateInclude'}", f"-I{firmware_dir}"]
     for name in ("edgecnn_dsp.c", "edgecnn_config.h", "edgecnn_dsp.h"):
-        _run(["gcc", "-fsyntax-only", "-std=c99", "-D__GNUC_PYTHON__", *STRICT, *include, str(firmware_dir / name)])
+        _run(["gcc", "-fsyntax-only", "-std=c99", *DSP_DEFINES, *STRICT, *include, str(firmware_dir / name)])
 
 
 # Cortex-M4 -----------------------------------------------------------------------------------------
@@ -244,7 +247,7 @@ def build_mcu_image(firmware_dir: Path, app_sources: list[Path], out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     include = [*_tflm_includes(tree), f"-I{dsp_root / 'Include'}", f"-I{dsp_root / 'PrivateInclude'}",
                f"-I{firmware_dir}"]
-    dsp_key = _flags_key(MCU_COMMON)
+    dsp_key = _flags_key(MCU_COMMON, DSP_DEFINES)
     dsp_obj_dir = build_dir() / f"cmsisdsp-m4-{dsp_key}"
     dsp_obj_dir.mkdir(parents=True, exist_ok=True)
     jobs, objects = [], []
@@ -252,19 +255,19 @@ def build_mcu_image(firmware_dir: Path, app_sources: list[Path], out_dir: Path, 
         obj = dsp_obj_dir / (Path(rel).stem + ".o")
         objects.append(str(obj))
         if not obj.exists():
-            jobs.append(["arm-none-eabi-gcc", "-std=c99", *MCU_COMMON, *include, "-c", str(dsp_root / rel),
-                         "-o", str(obj)])
+            jobs.append(["arm-none-eabi-gcc", "-std=c99", *MCU_COMMON, *DSP_DEFINES, *include, "-c",
+                         str(dsp_root / rel), "-o", str(obj)])
     for src in [firmware_dir / "edgecnn_dsp.c", firmware_dir / "edgecnn_vectors.c",
                 *[p for p in app_sources if p.suffix == ".c"]]:
         obj = out_dir / (src.stem + ".o")
         objects.append(str(obj))
-        jobs.append(["arm-none-eabi-gcc", "-std=c99", *STRICT, *MCU_COMMON, *defines, *include, "-c", str(src),
-                     "-o", str(obj)])
+        jobs.append(["arm-none-eabi-gcc", "-std=c99", *STRICT, *MCU_COMMON, *DSP_DEFINES, *defines, *include, "-c",
+                     str(src), "-o", str(obj)])
     for src in [firmware_dir / "edgecnn_model.cc", *[p for p in app_sources if p.suffix == ".cc"]]:
         obj = out_dir / (src.stem + ".o")
         objects.append(str(obj))
-        jobs.append(["arm-none-eabi-g++", *CXX_FLAGS, *MCU_COMMON, *TFLM_DEFINES, *defines, *include, "-c",
-                     str(src), "-o", str(obj)])
+        jobs.append(["arm-none-eabi-g++", *CXX_FLAGS, *MCU_COMMON, *TFLM_DEFINES, *DSP_DEFINES, *defines, *include,
+                     "-c", str(src), "-o", str(obj)])
     _compile_all(jobs)
     elf = out_dir / name
     _run(["arm-none-eabi-g++", *MCU_COMMON, *MCU_LINK, *objects, str(lib),
