@@ -207,6 +207,7 @@ def firmware_sources(inputs: FirmwareInputs) -> dict[str, str]:
         "output_scale": _c_float(inputs.output_spec.scale), "output_zero_point": inputs.output_spec.zero_point,
         "classes": inputs.classes, "policy": policy, "policy_source": policy_source,
         "arena_bytes": int(inputs.arena_bytes),
+        "feature_envelope": 0, "level_column_mean": 0,
         "window": _c_table(_scaled_window(cfg).astype(np.float32)),
         "row_scale": _c_table(scale.astype(np.float32)), "row_offset": _c_table(offset.astype(np.float32)),
         "thresholds": _c_table(quantizer_thresholds(inputs.input_spec)),

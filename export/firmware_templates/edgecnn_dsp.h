@@ -37,6 +37,15 @@ typedef struct {
   float scratch[EDGECNN_NPERSEG];   // windowed frame; arm_rfft_fast_f32 overwrites it
   float spectrum[EDGECNN_NPERSEG];  // packed rfft output: [DC, Nyquist, re1, im1, ...]
   float column[EDGECNN_IMAGE_ROWS];  // the newest feature column (float)
+#if EDGECNN_FEATURE_ENVELOPE
+  arm_cfft_instance_f32 cfft;                 // inverse FFT of the band (NPERSEG points)
+  arm_rfft_fast_instance_f32 envelope_rfft;   // the envelope spectrum (ENVELOPE_NFFT points)
+  float band[2 * EDGECNN_NPERSEG];            // complex, interleaved: the band's analytic signal
+  float envelope[EDGECNN_ENVELOPE_FRAMES][EDGECNN_ENVELOPE_PER_FRAME];  // circular, per frame
+  float run[EDGECNN_ENVELOPE_NFFT];           // one column's envelope run, windowed, zero-padded
+  float envelope_spectrum[EDGECNN_ENVELOPE_NFFT];
+  int envelope_head;                          // ring slot of the next frame's values (the oldest)
+#endif
   int8_t image[EDGECNN_IMAGE_COLS][EDGECNN_IMAGE_ROWS];  // quantised columns, circular
   int head;                  // image column the next feature column goes to (the oldest one)
   int fill;                  // samples in frame[]
