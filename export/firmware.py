@@ -4,7 +4,8 @@
 bundle's values, each computed by the one Python definition it mirrors:
 
 - ``edgecnn_config.h``: sizes and framing from ``SpectrogramConfig``; the analysis window divided
-  by its sum (``edgecnn.dsp._scaled_window``); per-row scale and offset of the feature transform
+  by its sum (``edgecnn.dsp._scaled_window``) or the envelope's band bins, decimation and Hann
+  window (``edgecnn.dsp._envelope_window``); per-row scale and offset of the feature transform
   and the normalisation (``norm_mean``/``norm_std``); the int8 input quantiser as 255 float32
   thresholds found by bisection on the bundle's own quantiser (``TensorSpec.quantize``), so C and
   Python agree on every float32 feature; the output dequantisation; the decision policy
@@ -16,7 +17,9 @@ bundle's values, each computed by the one Python definition it mirrors:
 - ``edgecnn_main.cc``: an example main loop (samples in, decisions and events out) and
   ``edgecnn_vectors.c``: the Cortex-M vector table the MPS2 AN386 board model boots from.
 
-A bundle the generator cannot express (another feature, transform, level, frame length) is refused
+Both features are expressed: the spectrogram and the envelope spectrum (``cfg.feature``), with
+either transform and level. A bundle the generator cannot express (an unknown DSP parameter, an FFT
+length ``arm_rfft_fast_f32`` does not take, an operator without a kernel registration) is refused
 with one ``ConfigError`` line. Export writes the folder into the bundle (listed under
 ``generated``: the header embeds the digest); ``edgecnn firmware BUNDLE --out DIR`` writes it
 anywhere. Device side: numpy, jinja2 and the TF-free bundle modules only.
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window
+from edgecnn.dsp import _envelope_window, _scaled_window
 from edgecnn.errors import ConfigError
 from export import carray
 from export.bundle import C_DIGEST_MACRO, TensorSpec
@@ -62,8 +65,8 @@ RESOLVER_METHODS = {
     114: "AddQuantize", 117: "AddHardSwish",
 }
 #: DSP config keys and the values this generator expresses (None: any value the config validates).
-EXPRESSIBLE = {"feature": ("spectrogram",), "level": ("none",), "transform": ("magnitude", "log"),
-               "detrend": ("constant", "none")}
+EXPRESSIBLE = {"feature": ("spectrogram", "envelope"), "level": ("none", "column_mean"),
+               "transform": ("magnitude", "log"), "detrend": ("constant", "none")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +95,13 @@ def check_expressible(cfg: SpectrogramConfig, dsp_doc: dict[str, Any]) -> None:
         if allowed is not None and value not in allowed:
             raise ConfigError(f"the firmware generator cannot express {key}={value!r} yet (it handles "
                               f"{key} in {list(allowed)}); use the Python device runtime (edgecnn stream)")
-    if cfg.nperseg not in RFFT_FAST_LENGTHS:
-        raise ConfigError(f"the firmware generator needs nperseg in {list(RFFT_FAST_LENGTHS)} "
-                          f"(arm_rfft_fast_f32), the bundle has {cfg.nperseg}")
+    lengths = {"nperseg": cfg.nperseg}  # arm_rfft_fast_f32 (and arm_cfft_f32 for the envelope's band)
+    if cfg.feature == "envelope":
+        lengths["envelope_nfft"] = cfg.envelope_nfft
+    for name, value in lengths.items():
+        if value not in RFFT_FAST_LENGTHS:
+            raise ConfigError(f"the firmware generator needs {name} in {list(RFFT_FAST_LENGTHS)} "
+                              f"(arm_rfft_fast_f32), the bundle has {value}")
 
 
 def resolver_methods(operators: tuple[int | str, ...]) -> list[str]:
@@ -178,6 +185,17 @@ def _policy(policy: dict[str, Any] | None) -> tuple[Any, str]:
         raise ConfigError(f"the bundle's decision policy is not one this edgecnn reads ({exc})") from None
 
 
+def _envelope_values(cfg: SpectrogramConfig) -> dict[str, Any] | None:
+    """The envelope feature's constants (``edgecnn.dsp.frame_envelope`` / ``envelope_spectra``)."""
+    if cfg.feature != "envelope":
+        return None
+    low, high = cfg.envelope_bins
+    span = cfg.envelope_frames * cfg.envelope_per_frame
+    return {"low": low, "high": high, "start": cfg.noverlap // 2, "decimation": cfg.envelope_decimation,
+            "per_frame": cfg.envelope_per_frame, "frames": cfg.envelope_frames, "nfft": cfg.envelope_nfft,
+            "window": _c_table(_envelope_window(span).astype(np.float32))}
+
+
 def _template_text(name: str) -> str:
     return importlib.resources.files("export").joinpath("firmware_templates", name).read_text()
 
@@ -207,7 +225,8 @@ def firmware_sources(inputs: FirmwareInputs) -> dict[str, str]:
         "output_scale": _c_float(inputs.output_spec.scale), "output_zero_point": inputs.output_spec.zero_point,
         "classes": inputs.classes, "policy": policy, "policy_source": policy_source,
         "arena_bytes": int(inputs.arena_bytes),
-        "feature_envelope": 0, "level_column_mean": 0,
+        "feature_envelope": int(cfg.feature == "envelope"), "level_column_mean": int(cfg.level == "column_mean"),
+        "envelope": _envelope_values(cfg),
         "window": _c_table(_scaled_window(cfg).astype(np.float32)),
         "row_scale": _c_table(scale.astype(np.float32)), "row_offset": _c_table(offset.astype(np.float32)),
         "thresholds": _c_table(quantizer_thresholds(inputs.input_spec)),

@@ -263,7 +263,8 @@ def build_mcu_image(firmware_dir: Path, app_sources: list[Path], out_dir: Path, 
         objects.append(str(obj))
         jobs.append(["arm-none-eabi-gcc", "-std=c99", *STRICT, *MCU_COMMON, *DSP_DEFINES, *defines, *include, "-c",
                      str(src), "-o", str(obj)])
-    for src in [firmware_dir / "edgecnn_model.cc", *[p for p in app_sources if p.suffix == ".cc"]]:
+    for src in [firmware_dir / "edgecnn_model.cc", firmware_dir / "edgecnn_model_data.cc",
+                *[p for p in app_sources if p.suffix == ".cc"]]:
         obj = out_dir / (src.stem + ".o")
         objects.append(str(obj))
         jobs.append(["arm-none-eabi-g++", *CXX_FLAGS, *MCU_COMMON, *TFLM_DEFINES, *DSP_DEFINES, *defines, *include,
@@ -286,10 +287,10 @@ def section_sizes(elf: Path) -> dict[str, int]:
 
 
 def symbol_sizes(elf: Path) -> dict[str, int]:
-    """Object sizes by symbol name (``arm-none-eabi-nm -S``)."""
+    """Object sizes by (demangled) symbol name (``arm-none-eabi-nm -S -C``)."""
     sizes = {}
-    for line in _run(["arm-none-eabi-nm", "-S", "--size-sort", str(elf)]).splitlines():
-        parts = line.split()
+    for line in _run(["arm-none-eabi-nm", "-S", "-C", "--size-sort", str(elf)]).splitlines():
+        parts = line.split(maxsplit=3)
         if len(parts) == 4:
             sizes[parts[3]] = int(parts[1], 16)
     return sizes

@@ -12,7 +12,8 @@ window's image) and compares what the board computed with Python:
   against golden's.
 
 It also records the footprint from the link (flash = ``.text`` + ``.rodata``; RAM = ``.data`` +
-``.bss``, which hold the arena and the DSP state; stack and heap are not counted) and QEMU's
+``.bss``, which hold the arena and the DSP state, less the example loop's own I/O buffers; stack
+and heap are not counted) and QEMU's
 instruction counts per DSP frame and per inference (``-icount shift=0``: instructions, not
 cycles). ``write_results`` puts them beside the bundle (``BUNDLE_DIR.firmware.json``), where
 ``inspect``, ``stream --profile`` and the report read them (``read_results``).
@@ -33,6 +34,8 @@ import numpy as np
 from export import firmware_build
 
 RESULTS_FORMAT = "edgecnn-firmware-measurements"
+#: The example main loop's own buffers (a sample block, --dump's columns): an application has its own.
+EXAMPLE_IO_SYMBOLS = ("(anonymous namespace)::g_block", "main::columns")
 RESULTS_SUFFIX = ".firmware.json"
 #: Float features: held to this fraction of the image's largest |feature| (float32 FFT vs float64).
 FEATURE_RTOL = 1e-5
@@ -136,7 +139,9 @@ def measure(bundle, firmware_dir: str | Path) -> dict[str, Any]:
                                and checks["output_int8_equal_tflite_micro"])
     sections = image.sections
     flash = sections.get(".text", 0) + sections.get(".rodata", 0)
-    ram = sections.get(".data", 0) + sections.get(".bss", 0)
+    symbols = firmware_build.symbol_sizes(image.elf)
+    example_io = sum(symbols.get(name, 0) for name in EXAMPLE_IO_SYMBOLS)
+    ram = sections.get(".data", 0) + sections.get(".bss", 0) - example_io
     model_bytes = bundle.model_path(entry).stat().st_size
     return {
         "format": RESULTS_FORMAT,
@@ -149,7 +154,8 @@ def measure(bundle, firmware_dir: str | Path) -> dict[str, Any]:
         "dsp": "float32 (arm_rfft_fast_f32)",
         "flash_bytes": flash,
         "ram_bytes": ram,
-        "sections": sections,
+        "example_io_bytes": example_io,
+        "sections": {k: v for k, v in sections.items() if not k.startswith((".debug", ".comment"))},
         "model_bytes": model_bytes,
         "arena_bytes": run["arena_bytes"],
         "arena_used_bytes": run["arena_used"],
@@ -158,8 +164,9 @@ def measure(bundle, firmware_dir: str | Path) -> dict[str, Any]:
         "instructions_per_dsp_frame": round(run["dsp_ticks"] * firmware_build.INSTRUCTIONS_PER_TICK / run["frames"]),
         "instructions_per_inference": round(run["model_ticks"] * firmware_build.INSTRUCTIONS_PER_TICK / run["invokes"]),
         "instructions_note": INSTRUCTIONS_NOTE,
-        "ram_note": ("RAM = .data + .bss of the example application: the TFLM arena, the DSP and decision "
-                     "state, TFLM's interpreter and newlib's own state; stack and heap are not counted"),
+        "ram_note": ("RAM = .data + .bss of the linked application without the example main loop's own I/O "
+                     "buffers (its sample block and --dump's columns, example_io_bytes): the TFLM arena, the DSP "
+                     "and decision state, TFLM's interpreter and newlib's own state; stack and heap not counted"),
         "golden": checks,
     }
 

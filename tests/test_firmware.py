@@ -21,23 +21,36 @@ from export.bundle import load_bundle
 from tests.firmware_util import HostDSP, require_tools, window_features
 from tests.util import run_cli
 
-#: Float features: the float32 FFT against numpy's float64 one. Magnitudes are held to 1e-5 of
-#: their frame's largest magnitude (float32 rounding is relative to the frame's energy, not to a
-#: weak bin), features to 1e-5 of the image's largest |feature|.
-RTOL = 1e-5
+#: Float features: the float32 FFT against numpy's float64 one. Spectrogram magnitudes are held to
+#: 1e-5 of their frame's largest magnitude (float32 rounding is relative to the frame's energy, not
+#: to a weak bin), features to 1e-5 of the image's largest |feature|. The envelope chains three
+#: float32 FFTs and a mean removal: its features are held to 1e-4 of the image's largest |feature|
+#: (measured: up to 3e-5, i.e. 2e-3 dB on a bin 79 dB below its column's peak).
+RTOL = {"spectrogram": 1e-5, "envelope": 1e-4}
 
 
 @pytest.fixture(scope="module")
-def host_lib(tiny_bundle, tmp_path_factory):
+def tiny_envelope_bundle(tmp_path_factory):
+    """The tiny CNN on the envelope feature (level column_mean), exported."""
+    from export.writer import export_bundle
+    from tests.util import write_tiny_run
+
+    cfg = SpectrogramConfig(transform="log", feature="envelope", level="column_mean")
+    run = write_tiny_run(tmp_path_factory.mktemp("tiny_envelope_run"), cfg)
+    return export_bundle(run, tmp_path_factory.mktemp("tiny_envelope_parent") / "bundle", quiet=True)
+
+
+def _host_dsp(bundle_dir, tmp_path_factory) -> HostDSP:
     require_tools(mcu=False)
-    out = tmp_path_factory.mktemp("fw_host")
-    return firmware_build.build_host_library(tiny_bundle / firmware.FIRMWARE_DIR, out / "libedgecnn.so")
+    bundle = load_bundle(bundle_dir)
+    lib = firmware_build.build_host_library(bundle_dir / firmware.FIRMWARE_DIR,
+                                            tmp_path_factory.mktemp("fw_host") / "libedgecnn.so")
+    return HostDSP(lib, bundle.cfg, len(bundle.classes))
 
 
 @pytest.fixture(scope="module")
-def host_dsp(tiny_bundle, host_lib):
-    bundle = load_bundle(tiny_bundle)
-    return HostDSP(host_lib, bundle.cfg, len(bundle.classes))
+def host_dsp(tiny_bundle, tmp_path_factory):
+    return _host_dsp(tiny_bundle, tmp_path_factory)
 
 
 def test_export_writes_firmware_listed_and_sealed(tiny_bundle):
@@ -93,8 +106,12 @@ def test_generator_refuses_what_it_cannot_express(tiny_bundle):
     cfg = SpectrogramConfig(nperseg=200, noverlap=20, transform="log")
     with pytest.raises(ConfigError, match="nperseg in"):
         firmware.check_expressible(cfg, cfg.to_dict())
+    cfg = SpectrogramConfig(transform="log", feature="envelope", envelope_nfft=300)
+    with pytest.raises(ConfigError, match="envelope_nfft in"):
+        firmware.check_expressible(cfg, cfg.to_dict())
     with pytest.raises(ConfigError, match="no TFLM kernel registration for operator 999"):
         firmware.resolver_methods((3, 999))
+
 
 
 def test_quantizer_thresholds_equal_the_bundle_quantizer(tiny_bundle, host_dsp):
@@ -109,25 +126,31 @@ def test_quantizer_thresholds_equal_the_bundle_quantizer(tiny_bundle, host_dsp):
                                   np.float32(-2.5))
 
 
-def test_host_features_equal_the_golden_vectors(tiny_bundle, host_dsp):
-    bundle = load_bundle(tiny_bundle)
+@pytest.mark.parametrize("which", ["spectrogram", "envelope"])
+def test_host_features_equal_the_golden_vectors(which, request, tmp_path_factory):
+    bundle_dir = request.getfixturevalue("tiny_bundle" if which == "spectrogram" else "tiny_envelope_bundle")
+    bundle = load_bundle(bundle_dir)
+    assert bundle.cfg.feature == which
+    host_dsp = _host_dsp(bundle_dir, tmp_path_factory)
     golden, cfg, spec = bundle.golden(), bundle.cfg, bundle.model().input
     mean, std = np.asarray(cfg.norm_mean)[:, None], np.asarray(cfg.norm_std)[:, None]
+    rtol = RTOL[which]
     boundary_flips = 0
     for i, window in enumerate(golden["windows"]):
         features, tensor = window_features(host_dsp, window)
         expected = golden["features"][i][..., 0]
-        assert np.max(np.abs(features - expected)) <= RTOL * np.max(np.abs(expected))
-        # back to magnitudes (the transform is log dB): each within 1e-5 of its frame's peak
-        magnitude = 10.0 ** ((features.astype(np.float64) * std + mean) / 20.0)
-        reference = golden["magnitude"][i].astype(np.float64)
-        assert np.all(np.abs(magnitude - reference) <= RTOL * reference.max(axis=0, keepdims=True))
+        assert features.shape == expected.shape == cfg.input_shape[:2]
+        assert np.max(np.abs(features - expected)) <= rtol * np.max(np.abs(expected))
+        if cfg.level == "none":  # back to magnitudes (log dB): each within rtol of its column's peak
+            magnitude = 10.0 ** ((features.astype(np.float64) * std + mean) / 20.0)
+            reference = golden["magnitude"][i].astype(np.float64)
+            assert np.all(np.abs(magnitude - reference) <= rtol * reference.max(axis=0, keepdims=True))
         # the int8 tensor is the bundle's quantiser of the C features, byte for byte ...
         np.testing.assert_array_equal(tensor, spec.quantize(features))
         # ... and equals golden's, except where golden's feature lies within the float32 tolerance
         # of a rounding boundary (then one LSB either way is the same feature)
         differ = tensor != golden["input_int8"][i][..., 0]
-        tol = RTOL * np.max(np.abs(expected))
+        tol = rtol * np.max(np.abs(expected))
         straddles = spec.quantize(expected - tol) != spec.quantize(expected + tol)
         assert np.all(straddles[differ]), "an int8 input differs away from a rounding boundary"
         assert np.all(np.abs(tensor.astype(int) - golden["input_int8"][i][..., 0]) <= 1)
@@ -181,3 +204,18 @@ def test_host_stream_decisions_equal_firmware_sim(trained_fw_bundle, tmp_path_fa
     py_events = [(e.decision, e.sample_index, e.previous, e.state) for e in py.events]
     assert c_events == py_events
     assert any(e[3] != bundle.classes[0] for e in py_events), "the onset raised no event: a weak test"
+
+
+def test_a_bundle_the_generator_cannot_express(tmp_path):
+    """Export goes on without firmware/ and says why; `edgecnn firmware` refuses it in one line."""
+    from export.writer import export_bundle
+    from tests.util import write_tiny_run
+
+    cfg = SpectrogramConfig(nperseg=200, noverlap=20, transform="log")  # no arm_rfft_fast_f32 of 200 points
+    bundle_dir = export_bundle(write_tiny_run(tmp_path / "run", cfg), tmp_path / "bundle", quiet=True)
+    doc = load_bundle(bundle_dir).manifest["firmware"]
+    assert doc["folder"] is None and "nperseg in" in doc["reason"]
+    assert not (bundle_dir / "firmware").exists()
+    proc = run_cli("firmware", str(bundle_dir), "--out", str(tmp_path / "fw"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nperseg in" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "fw").exists()

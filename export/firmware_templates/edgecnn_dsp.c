@@ -17,6 +17,13 @@
 #error "frames must overlap or touch (hop <= nperseg)"
 #endif
 
+// The length-specific initialisers (arm_rfft_fast_init_256_f32, ...): the generic ones reference
+// the tables of every length, which the linker would then keep in flash.
+#define EDGECNN_PASTE(a, n, b) a##n##b
+#define EDGECNN_INIT(a, n, b) EDGECNN_PASTE(a, n, b)
+#define EDGECNN_RFFT_INIT(n) EDGECNN_INIT(arm_rfft_fast_init_, n, _f32)
+#define EDGECNN_CFFT_INIT(n) EDGECNN_INIT(arm_cfft_init_, n, _f32)
+
 size_t edgecnn_dsp_state_bytes(void) { return sizeof(edgecnn_dsp_t); }
 size_t edgecnn_decider_state_bytes(void) { return sizeof(edgecnn_decider_t); }
 
@@ -36,10 +43,10 @@ int8_t edgecnn_quantize_input(float value) {
 
 void edgecnn_dsp_init(edgecnn_dsp_t* s) {
   memset(s, 0, sizeof(*s));
-  arm_rfft_fast_init_f32(&s->rfft, EDGECNN_NPERSEG);
+  EDGECNN_RFFT_INIT(EDGECNN_NPERSEG)(&s->rfft);
 #if EDGECNN_FEATURE_ENVELOPE
-  arm_cfft_init_f32(&s->cfft, EDGECNN_NPERSEG);
-  arm_rfft_fast_init_f32(&s->envelope_rfft, EDGECNN_ENVELOPE_NFFT);
+  EDGECNN_CFFT_INIT(EDGECNN_NPERSEG)(&s->cfft);
+  EDGECNN_RFFT_INIT(EDGECNN_ENVELOPE_NFFT)(&s->envelope_rfft);
 #endif
   const int8_t zero = edgecnn_quantize_input(0.0f);  // the image before any column: features 0
   memset(s->image, zero, sizeof(s->image));
