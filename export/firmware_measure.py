@@ -5,7 +5,8 @@ the bundle's model with the example main loop (``export.firmware_build``), runs 
 through it on QEMU's MPS2 AN386 board (each window a fresh stream: its first decision is the
 window's image) and compares what the board computed with Python:
 
-- float features against ``golden.npz`` (``edgecnn.dsp``), relative to the image's largest |feature|;
+- float features against ``golden.npz`` (``edgecnn.dsp``): within ``FEATURE_TOL_STEPS`` of one int8
+  input step (also reported relative to the image's largest |feature|);
 - the int8 input tensor against the bundle's quantiser (``TensorSpec.quantize``) of the board's
   own features (byte for byte), and against golden's (differences only at rounding boundaries);
 - the int8 output against tflite-micro's Python runtime on the board's input (byte for byte) and
@@ -37,8 +38,10 @@ RESULTS_FORMAT = "edgecnn-firmware-measurements"
 #: The example main loop's own buffers (a sample block, --dump's columns): an application has its own.
 EXAMPLE_IO_SYMBOLS = ("(anonymous namespace)::g_block", "main::columns")
 RESULTS_SUFFIX = ".firmware.json"
-#: Float features: held to this fraction of the image's largest |feature| (float32 FFT vs float64).
-FEATURE_RTOL = 1e-5
+#: Float features (float32 FFTs against numpy's float64): held to this fraction of one int8 input
+#: step (the input scale), the unit the model sees; the error relative to the image's largest
+#: |feature| is reported too.
+FEATURE_TOL_STEPS = 0.02
 INSTRUCTIONS_NOTE = ("instructions counted by QEMU (-icount shift=0, MPS2 timer ticks x 40), not cycles: a "
                      "Cortex-M4 takes more than one cycle for loads, branches and multi-cycle instructions")
 
@@ -122,14 +125,16 @@ def measure(bundle, firmware_dir: str | Path) -> dict[str, Any]:
     inputs = np.stack([x.reshape(rows, cols) for x in run["input"]])
     outputs = np.stack(run["output"])
     expected = golden["features"][..., 0]
-    scale = np.max(np.abs(expected), axis=(1, 2), keepdims=True)
-    feature_error = float(np.max(np.abs(features - expected) / scale))
+    error = np.abs(features - expected)
+    feature_error = float(np.max(error / np.max(np.abs(expected), axis=(1, 2), keepdims=True)))
+    feature_steps = float(np.max(error) / entry.input.scale)
     python_outputs = run_tflm(bundle.model_path(entry), inputs[..., None])
     golden_inputs = golden["input_int8"][..., 0]
     checks = {
         "windows": n,
         "features_max_error_rel": feature_error,
-        "features_within_tolerance": feature_error <= FEATURE_RTOL,
+        "features_max_error_steps": feature_steps,
+        "features_within_tolerance": feature_steps <= FEATURE_TOL_STEPS,
         "input_int8_equal_quantiser": bool(np.array_equal(inputs, entry.input.quantize(features))),
         "input_int8_differences_from_golden": int(np.count_nonzero(inputs != golden_inputs)),
         "output_int8_equal_tflite_micro": bool(np.array_equal(outputs, python_outputs)),
@@ -181,8 +186,9 @@ def format_result(result: dict[str, Any]) -> str:
         f"  instructions per DSP frame {result['instructions_per_dsp_frame']:,}, per inference "
         f"{result['instructions_per_inference']:,} (QEMU instruction count, not cycles)",
         f"  golden windows {g['windows']}: features max error {g['features_max_error_rel']:.1e} of the image's "
-        f"largest; int8 input = quantiser {g['input_int8_equal_quantiser']} ({g['input_int8_differences_from_golden']} "
-        f"boundary differences from golden); int8 output = tflite-micro {g['output_int8_equal_tflite_micro']}, "
+        f"largest ({g['features_max_error_steps']:.1e} int8 steps); int8 input = quantiser "
+        f"{g['input_int8_equal_quantiser']} ({g['input_int8_differences_from_golden']} boundary differences "
+        f"from golden); int8 output = tflite-micro {g['output_int8_equal_tflite_micro']}, "
         f"= golden {g['output_int8_equal_golden']}",
     ])
 
