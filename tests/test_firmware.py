@@ -30,17 +30,6 @@ MAGNITUDE_RTOL = 1e-5
 FEATURE_STEPS = firmware_measure.FEATURE_TOL_STEPS
 
 
-@pytest.fixture(scope="module")
-def tiny_envelope_bundle(tmp_path_factory):
-    """The tiny CNN on the envelope feature (level column_mean), exported."""
-    from export.writer import export_bundle
-    from tests.util import write_tiny_run
-
-    cfg = SpectrogramConfig(transform="log", feature="envelope", level="column_mean")
-    run = write_tiny_run(tmp_path_factory.mktemp("tiny_envelope_run"), cfg)
-    return export_bundle(run, tmp_path_factory.mktemp("tiny_envelope_parent") / "bundle", quiet=True)
-
-
 def _host_dsp(bundle_dir, tmp_path_factory) -> HostDSP:
     require_tools(mcu=False)
     bundle = load_bundle(bundle_dir)

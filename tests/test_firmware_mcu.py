@@ -27,7 +27,12 @@ def image(bundle):
     return firmware_measure.build_image(bundle, bundle.path / firmware.FIRMWARE_DIR)
 
 
-def test_golden_windows_on_the_emulated_mcu(bundle, image):
+@pytest.mark.parametrize("which", ["spectrogram", "envelope"])
+def test_golden_windows_on_the_emulated_mcu(which, request):
+    require_tools(mcu=True)
+    bundle = load_bundle(request.getfixturevalue("trained_fw_bundle" if which == "spectrogram"
+                                                 else "tiny_envelope_bundle"))
+    assert bundle.cfg.feature == which
     result = firmware_measure.measure(bundle, bundle.path / firmware.FIRMWARE_DIR)
     golden = result["golden"]
     assert golden["windows"] == len(bundle.golden()["windows"])
