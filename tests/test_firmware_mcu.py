@@ -72,4 +72,7 @@ def test_stream_on_the_emulated_mcu_equals_firmware_sim(bundle, image):
     assert board["decisions"] == [(d.index, d.sample_index, bundle.classes[d.state]) for d in decisions]
     expected = [(e.decision, e.sample_index, e.previous, e.state) for e in py.events]
     assert [e[:4] for e in board["events"]] == expected and expected
-    np.testing.assert_allclose([e[4] for e in board["events"]], [e.smoothed for e in py.events], atol=1e-6)
+    # smoothed probabilities: equal, or one output LSB apart in one of the smoothed vectors where a
+    # float32 feature rounded to the other side of an int8 boundary than firmware_sim's float64 one
+    lsb = bundle.model().output.scale / py.policy.smooth
+    np.testing.assert_allclose([e[4] for e in board["events"]], [e.smoothed for e in py.events], atol=lsb + 1e-6)
