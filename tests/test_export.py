@@ -318,10 +318,10 @@ def test_failure_halfway_leaves_no_bundle_and_keeps_the_old_one(tiny_run_dir, ti
 
     old = tmp_path / "old"
     shutil.copytree(tiny_bundle, old)
-    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    before = {str(p.relative_to(old)): p.read_bytes() for p in old.rglob("*") if p.is_file()}  # firmware/ too
     with pytest.raises(RuntimeError, match="injected"):
         export_bundle(tiny_run_dir, old, formats="tflite_int8", force=True, quiet=True)
-    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert {str(p.relative_to(old)): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
     load_bundle(old)
 
