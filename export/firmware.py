@@ -64,6 +64,8 @@ RESOLVER_METHODS = {
     40: "AddMean", 43: "AddSqueeze", 45: "AddStridedSlice", 70: "AddExpandDims", 74: "AddSum",
     114: "AddQuantize", 117: "AddHardSwish",
 }
+#: Declared device DSP backends (manifest ``device.dsp``) the generated float32 path implements.
+FLOAT_BACKENDS = ("numpy", "cmsis-f32")
 #: DSP config keys and the values this generator expresses (None: any value the config validates).
 EXPRESSIBLE = {"feature": ("spectrogram", "envelope"), "level": ("none", "column_mean"),
                "transform": ("magnitude", "log"), "detrend": ("constant", "none")}
@@ -83,10 +85,17 @@ class FirmwareInputs:
     arena_bytes: int
     model: bytes
     policy: dict[str, Any] | None = None
+    device: dict[str, Any] | None = None
+    """The manifest's ``device`` section (the declared DSP backend and ADC), if any."""
 
 
-def check_expressible(cfg: SpectrogramConfig, dsp_doc: dict[str, Any]) -> None:
-    """Refuse (one ConfigError line) a DSP config the generated C cannot compute exactly."""
+def check_expressible(cfg: SpectrogramConfig, dsp_doc: dict[str, Any], device: dict[str, Any] | None = None) -> None:
+    """Refuse (one ConfigError line) a DSP config the generated C cannot compute exactly, or a
+    declared device DSP it does not implement (``device``: the manifest's ``device`` section)."""
+    declared = (device or {}).get("dsp")
+    if declared not in (None, *FLOAT_BACKENDS):
+        raise ConfigError(f"the bundle declares the {declared} device DSP; the firmware generator writes the "
+                          f"float32 path only (declared {', '.join(FLOAT_BACKENDS)} or nothing)")
     known = {f.name for f in dataclasses.fields(SpectrogramConfig)} | {"feature_version"}
     for key, value in dsp_doc.items():
         if key not in known:
@@ -205,7 +214,7 @@ def firmware_sources(inputs: FirmwareInputs) -> dict[str, str]:
     import jinja2
 
     cfg = inputs.cfg
-    check_expressible(cfg, inputs.dsp_doc)
+    check_expressible(cfg, inputs.dsp_doc, inputs.device)
     methods = resolver_methods(_model_operators(inputs.model))
     rows, cols = cfg.input_shape[0], cfg.input_shape[1]
     scale, offset = _row_constants(cfg, rows)
@@ -259,7 +268,7 @@ def inputs_from_bundle(bundle) -> FirmwareInputs:
     return FirmwareInputs(cfg=bundle.cfg, dsp_doc=dict(bundle.manifest["dsp"]), classes=list(bundle.classes),
                           digest=bundle.digest, input_spec=entry.input, output_spec=entry.output,
                           arena_bytes=int(arena), model=bundle.model_path(entry).read_bytes(),
-                          policy=bundle.manifest.get(POLICY_KEY))
+                          policy=bundle.manifest.get(POLICY_KEY), device=bundle.device)
 
 
 def write_sources(sources: dict[str, str], out_dir: str | Path) -> list[Path]:

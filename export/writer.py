@@ -270,7 +270,7 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
     _write_golden(build, windows, labels)
     if device and device.get("golden_q15"):
         _write_golden_q15(build, windows, labels, device)
-    firmware_doc = _firmware_doc(build)
+    firmware_doc = _firmware_doc(build, device)
     manifest = _manifest(build, c_array_doc, device, firmware_doc, calibration={
         "windows": int(len(sample)), "available": int(len(labels)),
         "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
@@ -315,17 +315,17 @@ def _firmware_inputs(build: _Build, manifest: dict[str, Any], digest: str):
     return firmware.FirmwareInputs(cfg=build.run.cfg, dsp_doc=manifest["dsp"], classes=list(build.run.classes),
                                    digest=digest, input_spec=entry.input, output_spec=entry.output,
                                    arena_bytes=build.arena["total"], model=(build.tmp / entry.file).read_bytes(),
-                                   policy=manifest.get(firmware.POLICY_KEY))
+                                   policy=manifest.get(firmware.POLICY_KEY), device=manifest.get("device"))
 
 
-def _firmware_doc(build: _Build) -> dict[str, Any]:
+def _firmware_doc(build: _Build, device: dict[str, Any] | None) -> dict[str, Any]:
     """The manifest's ``firmware`` section: the generated folder, or why the generator cannot
     express this bundle (the export goes on: the Python device runtime still runs it)."""
     from export import firmware
     from export.tflite_reader import read_tflite
 
     try:
-        firmware.check_expressible(build.run.cfg, build.run.cfg.to_dict())
+        firmware.check_expressible(build.run.cfg, build.run.cfg.to_dict(), device)
         firmware.resolver_methods(read_tflite((build.tmp / build.int8.file).read_bytes()).operators)
     except ConfigError as exc:
         build.say(f"no firmware/: {exc}")

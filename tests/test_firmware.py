@@ -99,6 +99,9 @@ def test_generator_refuses_what_it_cannot_express(tiny_bundle):
     cfg = SpectrogramConfig(transform="log", feature="envelope", envelope_nfft=300)
     with pytest.raises(ConfigError, match="envelope_nfft in"):
         firmware.check_expressible(cfg, cfg.to_dict())
+    with pytest.raises(ConfigError, match="declares the cmsis-q15 device DSP; .* float32 path only"):
+        firmware.check_expressible(inputs.cfg, doc, {"dsp": "cmsis-q15", "adc": None})
+    firmware.check_expressible(inputs.cfg, doc, {"dsp": "cmsis-f32", "adc": None})
     with pytest.raises(ConfigError, match="no TFLM kernel registration for operator 999"):
         firmware.resolver_methods((3, 999))
 
