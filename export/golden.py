@@ -1,10 +1,15 @@
 """Golden vectors: a few fixed windows with every stage's expected output, for checking a device.
 
 Stages: raw samples -> magnitude spectrogram -> features (transform + normalisation) -> int8 input
-tensor (the manifest's scale and zero point) -> int8 output (LiteRT) -> probabilities. A device
+tensor (the manifest's scale and zero point) -> int8 output -> probabilities. A device
 implementation feeds ``windows`` and compares each stage.
 
-TF-free: numpy, edgecnn.dsp and ai_edge_litert.
+The int8 outputs come from tflite-micro's Python runtime: the kernels a microcontroller runs (its
+reference kernels; CMSIS-NN gives the same bytes, measured on QEMU by tests/test_firmware_mcu.py).
+LiteRT's default path (XNNPACK) differs from every MCU runtime by up to 2 LSB, so golden outputs
+meant for firmware never come from it.
+
+TF-free: numpy, edgecnn.dsp and tflite_micro.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import numpy as np
 from edgecnn import dsp
 from edgecnn.config import SpectrogramConfig
 from export.bundle import TensorSpec
-from export.tflite_export import run_litert
 
 #: Golden windows per class: few enough that golden.npz stays small (~100 kB per window).
 PER_CLASS = 2
@@ -36,7 +40,7 @@ def golden_vectors(windows: np.ndarray, labels: np.ndarray, cfg: SpectrogramConf
     magnitude = dsp.magnitude_image(windows, cfg).astype(np.float32)
     features = dsp.features(windows, cfg)
     input_q = input_spec.quantize(features)
-    output_q = run_litert(int8_model, input_q)
+    output_q = run_tflm(int8_model, input_q)
     return {
         "windows": windows,
         "labels": np.asarray(labels, dtype=np.int64),
@@ -46,3 +50,16 @@ def golden_vectors(windows: np.ndarray, labels: np.ndarray, cfg: SpectrogramConf
         "output_int8": output_q,
         "probabilities": output_spec.dequantize(output_q),
     }
+
+
+def run_tflm(model_path: str | Path, inputs: np.ndarray) -> np.ndarray:
+    """Run an int8 .tflite on each int8 input (batch 1 each) with tflite-micro; outputs stacked."""
+    from tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_file(str(model_path))
+    results = []
+    for x in inputs:
+        interpreter.set_input(np.asarray(x)[None], 0)
+        interpreter.invoke()
+        results.append(np.array(interpreter.get_output(0))[0])
+    return np.stack(results)

@@ -80,6 +80,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.dsp_backends import DeviceDSP
@@ -109,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
         fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers,
                                  tables=profiles.dsp_flash_bytes(cfg, device.name))
         print(f"profile {fit.describe()}", file=sys.stderr)
+        measured = firmware_measure.read_results(bundle)
+        if measured:  # the generated firmware measured on an emulated Cortex-M4 (edgecnn firmware --measure)
+            print(f"measured firmware: flash {measured['flash_bytes']:,} B, RAM {measured['ram_bytes']:,} B, "
+                  f"{measured['instructions_per_inference']:,} instructions per inference, "
+                  f"{measured['instructions_per_dsp_frame']:,} per DSP frame ({measured['target']}; "
+                  "instructions, not cycles)", file=sys.stderr)
         if not fit.fits:
             if args.json:
                 write_json(args.json, {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file,
@@ -184,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
               **runtime.summary()}
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     print(format_summary(result))
     print(_identity_line(bundle))
     print(device.describe())
@@ -281,6 +289,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     import numpy as np
 
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.multi import MultiStreamRuntime, rotated_blocks, synth_fleet
     from firmware_sim.sources import SynthSource, open_source
@@ -335,6 +344,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
                            for i, s in enumerate(fleet)]
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     t = result["timing"]
     states = ", ".join(f"{result['states'].count(c)} {c}" for c in [*classes, "unknown"])
     print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
