@@ -399,3 +399,17 @@ def test_export_is_reproducible(tiny_run_dir, tiny_bundle, tmp_path):
     first = load_bundle(tiny_bundle)
     assert {k: v.sha256 for k, v in again.models.items()} == {k: v.sha256 for k, v in first.models.items()}
     assert again.manifest["files"] == first.manifest["files"]
+
+
+def test_a_capped_calibration_is_reported(tiny_run_dir, tmp_path, capsys):
+    from edgecnn import cli
+
+    code = cli.main(["export", str(tiny_run_dir), "--out", str(tmp_path / "b"), "--formats", "tflite_int8",
+                     "--calibration", "400", "--quiet"])
+    assert code == 0
+    assert capsys.readouterr().err == ("edgecnn export: note: --calibration 400 asked for more windows than the run "
+                                       "stores (96 in its calibration.npz); calibrated on 96\n")
+    assert load_bundle(tmp_path / "b").manifest["calibration"]["windows"] == 96
+    code = cli.main(["export", str(tiny_run_dir), "--out", str(tmp_path / "c"), "--formats", "tflite_int8",
+                     "--calibration", "50", "--quiet"])
+    assert code == 0 and capsys.readouterr().err == ""  # not capped: nothing to say

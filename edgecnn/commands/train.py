@@ -6,7 +6,9 @@ Keeps TensorFlow out of module import (the CLI builds every parser); it loads in
 from __future__ import annotations
 
 import os
+import sys
 
+from edgecnn.commands import add_read_arguments, read_options
 from edgecnn.errors import ConfigError
 
 
@@ -17,6 +19,7 @@ def register(sub) -> None:
                     "train with early stopping and write model, config, split, history, metrics and "
                     "plots to RUN_DIR.")
     p.add_argument("--data", required=True, help="recordings: pickle, npz folder, WAV, CSV or .mat")
+    add_read_arguments(p)
     p.add_argument("--label-map", default=None, help="recording label -> class, e.g. 'normal=A,*=B'")
     p.add_argument("--arch", choices=("seed", "edge"), default="edge", help="model (default edge)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping ends sooner (60)")
@@ -63,9 +66,9 @@ def run(args) -> int:
         split_cpu(args.cpu_devices)
     cfg = default_config(args.arch, args.transform)
     data = load_windows(args.data, cfg, label_map=args.label_map, overlap=args.overlap,
-                        progress=Progress("reading", quiet=args.quiet))
-    if data.dropped.get("unmapped") and not args.quiet:
-        print(f"left out {data.dropped['unmapped']} recording(s) the label map does not name")
+                        progress=Progress("reading", quiet=args.quiet), options=read_options(args))
+    for note in data.label_notes:  # shown with --quiet too: it may mean the map has a typo
+        print(f"edgecnn train: note: {note}", file=sys.stderr)
     import_tensorflow()  # now, quietly (edgecnn.quiet): bad input above was refused without it
     from edgecnn.train import train_run
 
