@@ -15,7 +15,8 @@ from edgecnn.errors import EdgeCNNError
 from edgecnn.quiet import quiet_tensorflow_environment
 
 #: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
-COMMANDS = ("synth", "train", "export", "inspect", "stream", "parity", "fidelity", "report", "keygen", "demo")
+COMMANDS = ("synth", "train", "cv", "export", "inspect", "stream", "predict", "parity", "fidelity", "report",
+            "keygen", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

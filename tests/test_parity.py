@@ -61,6 +61,14 @@ def test_parity_cli_evaluates_every_format_on_the_runs_test_recordings(trained_b
     assert (variants["tflite_int8/litert"]["confusion_matrix"] == variants["tflite_int8/tflm"]["confusion_matrix"])
     assert plot.stat().st_size > 10_000
     assert ("gate: PASSED" in proc.stdout) == (proc.returncode == 0)
+    # the text names every test recording with its accuracy (not only the JSON)
+    lines = proc.stdout.splitlines()
+    assert "accuracy per recording (worst first):" in lines
+    rows = variants["tflite_int8/litert"]["per_recording"]
+    assert len(rows) == 12
+    for row in rows:
+        (line,) = [ln for ln in lines if ln.split()[:1] == [str(row["recording"])]]
+        assert f"{row['accuracy']:.4f}" in line.split()[3:]
 
 
 def test_parity_accuracy_is_what_the_interpreter_predicts(tiny_bundle, tiny_data):

@@ -36,7 +36,7 @@ def test_tiny_run_writes_every_artefact_and_the_model_reloads(tiny):
     assert sorted(p.name for p in run.iterdir()) == sorted(ARTEFACTS)
     info = rundir.read_run(run)
     assert info.classes == ["A", "B"] and info.config["arch"] == "edge"
-    assert info.cfg.transform == "log" and len(info.cfg.norm_mean) == info.cfg.n_freq
+    assert info.cfg.transform == "log" and len(info.cfg.norm_mean) == info.cfg.image_rows
     # The reloaded model on features computed the device's way (dsp.features with the stored config)
     # reproduces the test accuracy the run reported.
     ws = tiny["ws"]

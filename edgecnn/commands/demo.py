@@ -75,8 +75,11 @@ def run(args) -> int:
     for arch in archs:
         run_dir, bundle = out / f"run_{arch}", out / f"bundle_{arch}"
         epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-        stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, *epochs,
-                                     "--seed", str(args.seed), "--out", str(run_dir), *force, *quiet])
+        # --strict: a degenerate model (edgecnn/guard.py) stops the demo with exit 1, as a failed gate.
+        if stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, *epochs, "--strict",
+                                        "--seed", str(args.seed), "--out", str(run_dir), *force, *quiet], gate=True):
+            print(f"\nedgecnn demo: the {arch} model is degenerate (see the warning above); stopped before export")
+            return 1
         stages.run(f"export {arch}", ["export", str(run_dir), "--out", str(bundle), *force, *quiet])
         gates[arch] = stages.run(f"parity {arch}", ["parity", str(bundle), "--data", str(data), "--plot",
                                                     str(out / f"parity_{arch}.png"), *quiet], gate=True)

@@ -129,6 +129,7 @@ def format_report(result: dict) -> str:
         lines.append(f"  {name:<26} {v['accuracy']:8.4f} {ref_acc - v['accuracy']:7.4f} {e['agreement']:7.4f} "
                      f"{e['max_abs_error']:8.4f} {e['rmse']:8.4f} {e['cosine_similarity']:7.4f} "
                      f"{v['ms_per_window']:7.2f}")
+    lines.extend(per_recording_lines(model))
     stream = result.get("stream_level")
     if stream:
         lines.append(f"stream level ({stream['runtime']}):")
@@ -152,6 +153,26 @@ def format_report(result: dict) -> str:
     lines.append("gate: PASSED" if gate["passed"] else "gate: FAILED")
     lines.extend(f"  - {f}" for f in gate["failures"])
     return "\n".join(lines)
+
+
+def per_recording_lines(model: dict) -> list[str]:
+    """Accuracy per recording of the reference and every int8 variant, the worst recording first."""
+    names = [n for n, v in model["variants"].items()
+             if (n == model["reference"] or v.get("dtype") == "int8") and v.get("per_recording")]
+    if not names:
+        return []
+    columns = {n: {r["recording"]: r for r in model["variants"][n]["per_recording"]} for n in names}
+    ids = sorted({rid for col in columns.values() for rid in col},
+                 key=lambda rid: (min(col[rid]["accuracy"] for col in columns.values() if rid in col), str(rid)))
+    width = max(9, *(len(str(rid)) for rid in ids))
+    lines = ["accuracy per recording (worst first):",
+             f"  {'recording':<{width}} {'class':<10} {'windows':>7} " + " ".join(f"{n:>20}" for n in names)]
+    for rid in ids:
+        info = next(col[rid] for col in columns.values() if rid in col)
+        accs = " ".join(f"{columns[n][rid]['accuracy']:20.4f}" if rid in columns[n] else f"{'-':>20}"
+                        for n in names)
+        lines.append(f"  {str(rid):<{width}} {str(info['class']):<10} {info['n']:>7} {accs}")
+    return lines
 
 
 def dumps(result: dict) -> str:

@@ -13,6 +13,9 @@ from typing import Any
 
 from edgecnn.errors import InputError
 
+#: What ``edgecnn cv`` writes (edgecnn/cv.py; not imported: that module is the training side's).
+CV_FILE = "cv.json"
+
 
 def read_json(path: Path) -> Any:
     """A JSON file's content; an unreadable file is bad input (one line, exit 2)."""
@@ -55,6 +58,8 @@ class Located:
     stream: Path | None = None
     other_bundles: list[Path] = dataclasses.field(default_factory=list)
     """Further bundles of a folder holding several (``edgecnn demo --with-seed``), in name order."""
+    cv: Path | None = None
+    """An ``edgecnn cv`` result (cv.json): in the folder given, or in the run's ``cv/`` (``--test-fraction 0``)."""
 
 
 def locate(path: str | Path) -> Located:
@@ -79,9 +84,12 @@ def locate(path: str | Path) -> Located:
         subdirs += sorted(q for p in subdirs for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
         runs = [p for p in subdirs if _kind(p) == "run"]
         bundles = [p for p in subdirs if _kind(p) == "bundle"]
-        if not runs and not bundles:
-            raise InputError(f"{path}: holds no edgecnn run directory or bundle (looked two folders deep); "
-                             "give the folder `edgecnn train --out` or `edgecnn export --out` wrote")
+        if (path / CV_FILE).is_file():
+            found.cv = path / CV_FILE
+        if not runs and not bundles and found.cv is None:
+            raise InputError(f"{path}: holds no edgecnn run directory, bundle or cv.json (looked two folders "
+                             "deep); give the folder `edgecnn train --out`, `edgecnn export --out` or "
+                             "`edgecnn cv --out` wrote")
         found.run = runs[0] if runs else None
         if bundles:
             found.bundle, found.other_bundles = bundles[0], bundles[1:]
@@ -103,4 +111,6 @@ def locate(path: str | Path) -> Located:
             same_name = [p for p in runs if p.name == training["run"]]
             if same_name:
                 found.run = same_name[0]
+    if found.cv is None and found.run is not None and (found.run / "cv" / CV_FILE).is_file():
+        found.cv = found.run / "cv" / CV_FILE
     return found

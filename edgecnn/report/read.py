@@ -56,6 +56,8 @@ class ReportInputs:
     """What was read, for the footer: role -> path."""
     compared: list[dict] = dataclasses.field(default_factory=list)
     """One row per bundle of a demo folder holding several (``model_row``); empty otherwise."""
+    cv: dict | None = None
+    """What ``edgecnn cv`` wrote (cv.json), from the folder given or the run's ``cv/``."""
 
     @property
     def classes(self) -> list[str]:
@@ -108,6 +110,12 @@ def collect(path: str | Path, *, stream_json: str | Path | None = None,
         _read_bundle(inputs, found.bundle, found.other_bundles)
     if found.stream is not None:
         _read_stream(inputs, found.stream, Path(stream_plot) if stream_plot is not None else None)
+    if found.cv is not None:
+        inputs.cv = read_json(found.cv)
+        inputs.sources["cross-validation"] = str(found.cv.resolve())
+        heat_map = found.cv.with_suffix(".png")
+        if heat_map.is_file():
+            inputs.images["cv_heatmap"] = heat_map.read_bytes()
     plot_missing(inputs)
     return inputs
 

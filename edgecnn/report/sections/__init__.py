@@ -96,6 +96,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("training", "Training", "Training", run.training),
     Section("results", "Test results", "Test results", run.results),
     Section("recordings", "Accuracy per recording", "Recordings", run.recordings),
+    Section("cv", "Cross-validation across conditions", "Cross-validation", run.cross_validation),
     Section("parity", "Parity: float against int8", "Parity", device.parity),
     Section("footprint", "Footprint and device fit", "Footprint", device.footprint),
     Section("stream", "Stream", "Stream", device.stream),

@@ -69,14 +69,24 @@ def results(inputs: ReportInputs) -> dict | Missing:
     variants = model.get("variants") or {}
     formats = [{"name": name, "matrix": v["confusion_matrix"]} for name, v in variants.items()
                if (name == model.get("reference") or v.get("dtype") == "int8") and v.get("confusion_matrix")]
-    if not test and not formats:
+    metrics = inputs.metrics or {}
+    estimate = metrics.get("estimate")
+    if not test and not formats and not estimate:
         return Missing("No test results: neither a run directory nor a parity result was found.",
                        "edgecnn parity BUNDLE --data DATA")
     per_class = [{"name": name, **pick(v, ("precision", "recall", "support"))}
                  for name, v in (test.get("per_class") or {}).items()]
     return {"test": {"n": test.get("n"), "accuracy": test.get("accuracy"), "per_class": per_class} if test else None,
             "confusion": inputs.images.get("confusion_matrix"), "prediction": inputs.images.get("test_prediction"),
-            "formats": formats, "selection": model.get("selection"), "classes": inputs.classes}
+            "formats": formats, "selection": model.get("selection"), "classes": inputs.classes,
+            "estimate": estimate, "degenerate": degenerate(metrics)}
+
+
+def degenerate(doc: dict) -> dict | None:
+    """The degenerate-model guard's finding (edgecnn/guard.py) in metrics.json, when it flagged the model."""
+    if not doc.get("degenerate"):
+        return None
+    return {"reasons": doc.get("degenerate_reasons") or [], "cause": doc.get("degenerate_cause")}
 
 
 #: The int8 formats whose accuracy per recording parity reports, in column order.
@@ -105,3 +115,24 @@ def recordings(inputs: ReportInputs) -> dict | Missing:
                      "accuracies": accuracies, "worst": min(known) if known else None})
     rows.sort(key=lambda r: (2.0 if r["worst"] is None else r["worst"], str(r["recording"])))
     return {"columns": [name for name, _ in columns], "rows": rows}
+
+
+def cross_validation(inputs: ReportInputs) -> dict | None:
+    """``edgecnn cv``'s result: pooled accuracy, per fold, per recording (worst first), the heat map.
+
+    Left out of the page when there is none (most runs have a test set instead)."""
+    doc = inputs.cv
+    if not doc:
+        return None
+    summary = doc.get("summary") or {}
+    rows = sorted(doc.get("recordings") or [], key=lambda r: ((r.get("int8_stats") or {}).get("min", 2.0),
+                                                               str(r.get("recording"))))
+    return {"by": doc.get("by"), "arch": doc.get("arch"), "seeds": doc.get("seeds") or [],
+            "float": summary.get("float") or {}, "int8": summary.get("int8") or {},
+            "drop": summary.get("int8_drop") or {}, "notes": doc.get("notes") or [],
+            "folds": doc.get("folds") or [], "recordings": rows,
+            "degenerate": {"reasons": (summary.get("degenerate_reasons") or [])
+                           + [f"seed {r['seed']}, fold {r['fold']}: {'; '.join(r['reasons'])}. "
+                              f"Likely cause: {r['cause']}" for r in summary.get("degenerate_runs") or []]}
+            if summary.get("degenerate") else None,
+            "heatmap": inputs.images.get("cv_heatmap")}
