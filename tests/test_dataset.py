@@ -164,6 +164,7 @@ def test_train_cli_prints_the_label_map_notes_even_when_quiet(tmp_path):
     proc = run_cli("train", "--data", str(tmp_path), "--label-map", "normal=A,inner=B,balll=B", "--epochs", "1",
                    "--quiet", "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines() == [
+    # (then, on this 1-epoch toy, the degenerate-model guard's warning)
+    assert proc.stderr.splitlines()[:2] == [
         "edgecnn train: note: label map entry balll=B matched no recording (labels present: ball, inner, normal)",
         "edgecnn train: note: left out 1 recording(s) whose label the map does not name: ball"]
