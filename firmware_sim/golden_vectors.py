@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import transform_magnitudes
 from edgecnn.errors import ConfigError, InputError
+from export.bundle import quantize
 from firmware_sim.adc import ADC
 from firmware_sim.dsp_backends import Q15Backend
 
@@ -69,10 +70,7 @@ def golden_vectors(windows: np.ndarray, cfg: SpectrogramConfig, adc: ADC | None 
         scale, zero_point = input_quantization
         if not scale > 0:
             raise ConfigError(f"input quantisation scale={scale!r} must be > 0")
-        # Round half away from zero, as TFLite's Quantize kernel (and TensorSpec.quantize) does.
-        scaled = features.astype(np.float64) / scale
-        q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + int(zero_point)
-        out["input_int8"] = np.clip(q, -128, 127).astype(np.int8)
+        out["input_int8"] = quantize(features, scale, int(zero_point), "int8")  # the one input quantiser
         out["input_scale"] = np.array(float(scale))
         out["input_zero_point"] = np.array(int(zero_point))
     return out
