@@ -66,7 +66,7 @@ PARITY_SUFFIX = ".parity.json"
 ONNX_NOT_CROSS_CHECKED = ("ONNX files are checked by size and sha256 only; their embedded settings are not "
                           "cross-checked against the manifest (reading ONNX needs the onnx package)")
 GOLDEN_FILE = "golden.npz"
-#: Golden vectors of the q15 DSP path (firmware_sim.golden_vectors), when the device declares cmsis-q15.
+#: Golden vectors of the q15 DSP path (export.golden.q15_golden_vectors), when the device declares cmsis-q15.
 GOLDEN_Q15_FILE = "golden_q15.npz"
 #: Keys of the optional manifest section ``device`` (the device's ADC and DSP backend).
 DEVICE_KEYS = ("dsp", "adc", "golden_q15")
