@@ -165,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
-                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}",
+                    onset_s=getattr(getattr(source, "spec", None), "onset", None))  # known for synth sources
     return 0
 
 
