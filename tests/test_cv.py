@@ -65,6 +65,18 @@ def test_mfpt_leave_one_load_out_and_unknown_keys():
         make_folds(data, "load_hp")
 
 
+@needs_data
+def test_group_k_fold_leaves_loads_out_k_at_a_time():
+    data = load_windows(MFPT, label_map="inner_race=A,outer_race=B")
+    folds, _ = make_folds(data, "load_lb", 3)
+    assert len(folds) == 3
+    left_out = sorted(v for f in folds for v in f.value.split(","))
+    assert left_out == sorted(str(float(v)) for v in (0, 25, 50, 100, 150, 200))
+    assert_each_recording_tested_once(data, folds)
+    with pytest.raises(ConfigError, match=r"--folds 7 must be in \[2, 6\]"):
+        make_folds(data, "load_lb", 7)
+
+
 def test_seeds_parse_or_fail_in_one_line():
     assert parse_seeds("0,1, 2") == (0, 1, 2)
     for bad in ("", "a", "1,1"):
