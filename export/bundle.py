@@ -426,9 +426,14 @@ def _brief(doc: Any, key: str) -> str:
 
 
 def _embeds_digest(manifest: dict, file: str) -> bool:
+    generated = _section(manifest, GENERATED_SECTION)
+    if file not in generated:
+        return False
     c_array = manifest.get("c_array")
-    return isinstance(c_array, dict) and c_array.get("header") == file and file in _section(manifest,
-                                                                                            GENERATED_SECTION)
+    entry = generated[file]
+    # the C array's header, and the generated firmware's edgecnn_config.h (export.firmware.CONFIG_ROLE)
+    return ((isinstance(c_array, dict) and c_array.get("header") == file)
+            or (isinstance(entry, dict) and entry.get("role") == "firmware_config"))
 
 
 def _section(manifest: dict, key: str) -> dict:

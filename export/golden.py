@@ -1,21 +1,22 @@
 """Golden vectors: a few fixed windows with every stage's expected output, for checking a device.
 
-Two kinds, both written into a bundle by ``export.writer``:
+Stages: raw samples -> magnitude spectrogram -> features (transform + normalisation) -> int8 input
+tensor (the manifest's scale and zero point) -> int8 output -> probabilities. A device
+implementation feeds ``windows`` and compares each stage.
 
-- the model path (``golden_vectors`` -> ``golden.npz``): raw samples -> magnitude spectrogram ->
-  features (transform + normalisation) -> int8 input tensor (the manifest's scale and zero point) ->
-  int8 output (LiteRT) -> probabilities. A device implementation feeds ``windows`` and compares
-  each stage.
-- the q15 DSP path (``q15_golden_vectors`` -> ``golden_q15.npz``, when the device declares
-  ``cmsis-q15``): for a few windows the ADC samples (int16), and for one frame every integer stage
-  of the ``cmsis-q15`` backend (shift, q15 frame, windowed frame, ``arm_rfft_q15`` spectrum,
-  ``arm_cmplx_mag_q15`` magnitude), the physical magnitudes, the feature column and, given the
-  model's input quantisation, the int8 input column; with the config and ADC as JSON. Written
-  atomically (``write_golden_vectors``); ``check_golden_vectors`` recomputes a file from its own
-  ADC samples.
+The int8 outputs come from tflite-micro's Python runtime: the kernels a microcontroller runs (its
+reference kernels; CMSIS-NN gives the same bytes, measured on QEMU by tests/test_firmware_mcu.py).
+LiteRT's default path (XNNPACK) differs from every MCU runtime by up to 2 LSB, so golden outputs
+meant for firmware never come from it.
 
-TF-free: numpy, edgecnn.dsp, the device side's ADC and DSP backends (cmsisdsp) and ai_edge_litert
-(imported by ``export.tflite_export.run_litert`` when called).
+The q15 DSP path (``q15_golden_vectors`` -> ``golden_q15.npz``, when the device declares
+``cmsis-q15``): for a few windows the ADC samples (int16), and for one frame every integer stage of
+the ``cmsis-q15`` backend (shift, q15 frame, windowed frame, ``arm_rfft_q15`` spectrum,
+``arm_cmplx_mag_q15`` magnitude), the physical magnitudes, the feature column and, given the model's
+input quantisation, the int8 input column; with the config and ADC as JSON. Written atomically
+(``write_golden_vectors``); ``check_golden_vectors`` recomputes a file from its own ADC samples.
+
+TF-free: numpy, edgecnn.dsp, tflite_micro and the device side's ADC and DSP backends (cmsisdsp).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import transform_magnitudes
 from edgecnn.errors import ConfigError, InputError
 from export.bundle import TensorSpec, quantize
-from export.tflite_export import run_litert
 from firmware_sim.adc import ADC
 from firmware_sim.dsp_backends import Q15Backend
 
@@ -58,7 +58,7 @@ def golden_vectors(windows: np.ndarray, labels: np.ndarray, cfg: SpectrogramConf
     magnitude = dsp.magnitude_image(windows, cfg).astype(np.float32)
     features = dsp.features(windows, cfg)
     input_q = input_spec.quantize(features)
-    output_q = run_litert(int8_model, input_q)
+    output_q = run_tflm(int8_model, input_q)
     return {
         "windows": windows,
         "labels": np.asarray(labels, dtype=np.int64),
@@ -68,6 +68,19 @@ def golden_vectors(windows: np.ndarray, labels: np.ndarray, cfg: SpectrogramConf
         "output_int8": output_q,
         "probabilities": output_spec.dequantize(output_q),
     }
+
+
+def run_tflm(model_path: str | Path, inputs: np.ndarray) -> np.ndarray:
+    """Run an int8 .tflite on each int8 input (batch 1 each) with tflite-micro; outputs stacked."""
+    from tflite_micro import runtime
+
+    interpreter = runtime.Interpreter.from_file(str(model_path))
+    results = []
+    for x in inputs:
+        interpreter.set_input(np.asarray(x)[None], 0)
+        interpreter.invoke()
+        results.append(np.array(interpreter.get_output(0))[0])
+    return np.stack(results)
 
 
 # --- the q15 DSP path --------------------------------------------------------------------------------

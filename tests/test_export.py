@@ -226,9 +226,10 @@ def test_golden_vectors_reproduce_from_the_bundle_alone(tiny_bundle, tmp_path):
     q = TensorSpec(name="input", shape=(1, 129, 44, 1), dtype="int8", scale=manifest_input["scale"],
                    zero_point=manifest_input["zero_point"]).quantize(feats)
     np.testing.assert_array_equal(q, gold["input_int8"])
-    np.testing.assert_array_equal(_run_litert(bundle.model_path(entry), q), gold["output_int8"])
-    # the microcontroller kernels agree with LiteRT to one quantisation step
-    assert np.abs(_run_tflm(bundle.model_path(entry), q).astype(int) - gold["output_int8"]).max() <= 1
+    # golden outputs are the microcontroller kernels' (tflite-micro); LiteRT's default (XNNPACK)
+    # path agrees to two quantisation steps
+    np.testing.assert_array_equal(_run_tflm(bundle.model_path(entry), q), gold["output_int8"])
+    assert np.abs(_run_litert(bundle.model_path(entry), q).astype(int) - gold["output_int8"]).max() <= 2
     np.testing.assert_allclose(gold["probabilities"], entry.output.dequantize(gold["output_int8"]))
 
 
@@ -319,10 +320,10 @@ def test_failure_halfway_leaves_no_bundle_and_keeps_the_old_one(tiny_run_dir, ti
 
     old = tmp_path / "old"
     shutil.copytree(tiny_bundle, old)
-    before = {p.name: p.read_bytes() for p in old.iterdir()}
+    before = {str(p.relative_to(old)): p.read_bytes() for p in old.rglob("*") if p.is_file()}  # firmware/ too
     with pytest.raises(RuntimeError, match="injected"):
         export_bundle(tiny_run_dir, old, formats="tflite_int8", force=True, quiet=True)
-    assert {p.name: p.read_bytes() for p in old.iterdir()} == before
+    assert {str(p.relative_to(old)): p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
     load_bundle(old)
 

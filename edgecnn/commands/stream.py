@@ -67,6 +67,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
@@ -97,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
         fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers,
                                  tables=profiles.dsp_flash_bytes(cfg, device.name))
         print(f"profile {fit.describe()}", file=sys.stderr)
+        measured = firmware_measure.read_results(bundle)
+        if measured:  # the generated firmware measured on an emulated Cortex-M4 (edgecnn firmware --measure)
+            print(f"measured firmware: flash {measured['flash_bytes']:,} B, RAM {measured['ram_bytes']:,} B, "
+                  f"{measured['instructions_per_inference']:,} instructions per inference, "
+                  f"{measured['instructions_per_dsp_frame']:,} per DSP frame ({measured['target']}; "
+                  "instructions, not cycles)", file=sys.stderr)
         if not fit.fits:
             if args.json:
                 write_json(args.json, {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file,
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
               **result}
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     print(format_summary(result))
     print(_identity_line(bundle))
     print(device.describe())
@@ -210,6 +218,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     import numpy as np
 
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
     from firmware_sim.sources import open_source
@@ -256,6 +265,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
               "peak_rss_mb": peak_rss_mb(), **result}
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     t = result["timing"]
     states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
     print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
