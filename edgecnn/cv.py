@@ -195,6 +195,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                    "epochs_run": len(trained.fit.history.get("loss", [])),
                    "seconds": round(time.perf_counter() - start, 1), **verdict.to_json()}
             runs[seed, k] = run
+            normalisation = trained.normalisation  # the arch's default, resolved by train_model
             say(f"cv: seed {seed} fold {k + 1}/{len(folds)} {fold.name} ({np.unique(data.groups[test]).size} "
                 f"recording(s), {test.size} windows): float {run['float']:.4f}, int8 {run['int8']:.4f}, "
                 f"epoch {run['best_epoch']} of {run['epochs_run']}, {run['seconds']:.0f} s")
