@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: venv
-	$(VENV)/bin/edgecnn demo --out demo_out
+	$(VENV)/bin/edgecnn demo --out out/demo
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -46,4 +46,4 @@ $(DEVICE_STAMP): pyproject.toml
 	rm -f $(DEVICE_VENV)/.installed-* && touch $@
 
 clean:
-	rm -rf demo_out .pytest_cache
+	rm -rf out .pytest_cache

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from edgecnn import __version__
 from edgecnn.errors import EdgeCNNError
+from edgecnn.quiet import quiet_tensorflow_environment
 
 #: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
 COMMANDS = ("synth", "train", "cv", "export", "inspect", "stream", "predict", "parity", "fidelity", "report",
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # before anything imports TensorFlow; it is imported through edgecnn.quiet.import_tensorflow, at first need
+    quiet_tensorflow_environment()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

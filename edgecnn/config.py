@@ -22,11 +22,14 @@ from edgecnn.errors import ConfigError
 
 #: Bump whenever the features computed for the same config change. Bundles carry it; the device
 #: refuses a bundle whose feature version it does not know.
-FEATURE_VERSION = 1
-SUPPORTED_FEATURE_VERSIONS = (1,)
+FEATURE_VERSION = 2
+#: 1: the spectrogram only (configs without the envelope fields); 2: adds ``feature`` and ``level``.
+SUPPORTED_FEATURE_VERSIONS = (1, 2)
 
 TRANSFORMS = ("magnitude", "log")
 DETRENDS = ("constant", "none")
+FEATURES = ("spectrogram", "envelope")
+LEVELS = ("none", "column_mean")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -53,6 +56,23 @@ class SpectrogramConfig:
     """Normalisation offset: one value, or one per frequency bin; fitted on training data."""
     norm_std: tuple[float, ...] = (1.0,)
     """Normalisation scale, same shape rules as ``norm_mean``; every value > 0."""
+    feature: str = "spectrogram"
+    """``spectrogram``: the image is the STFT (rows = frequency bins, columns = frames).
+    ``envelope``: the image is a rolling envelope spectrum (rows = modulation frequencies, columns
+    = spans of ``envelope_frames`` frames): each frame's band ``envelope_band_hz`` is demodulated
+    (analytic signal, magnitude, decimation) and the spectrum of the envelope shows the rate at
+    which impacts repeat (a bearing's defect frequency), whatever resonance they ring. docs/dsp.md."""
+    envelope_band_hz: tuple[float, float] = (1000.0, 6000.0)
+    """Band (Hz) demodulated by the envelope feature: the resonances that impacts excite."""
+    envelope_decimation: int = 16
+    """Envelope samples averaged into one (a divisor of the hop): hop / decimation values per frame."""
+    envelope_frames: int = 18
+    """Frames of envelope per image column (18 x 14 values = 0.315 s at the defaults)."""
+    envelope_nfft: int = 256
+    """Length of the envelope spectrum's rfft (zero-padded): rows 1 .. ``envelope_nfft // 2`` are the image."""
+    level: str = "none"
+    """``column_mean`` subtracts each image column's mean (dB; needs ``transform='log'``): the
+    spectrum's shape stays, the overall level (sensor gain, load) goes."""
 
     def __post_init__(self) -> None:
         window = self.window
@@ -83,12 +103,19 @@ class SpectrogramConfig:
             raise ConfigError(f"Parameter transform={self.transform!r} must be one of {TRANSFORMS}")
         if not math.isfinite(self.log_floor_db):
             raise ConfigError(f"Parameter log_floor_db={self.log_floor_db!r} must be finite")
-        n_freq = nperseg // 2 + 1
+        if self.feature not in FEATURES:
+            raise ConfigError(f"Parameter feature={self.feature!r} must be one of {FEATURES}")
+        if self.level not in LEVELS:
+            raise ConfigError(f"Parameter level={self.level!r} must be one of {LEVELS}")
+        if self.level != "none" and self.transform != "log":
+            raise ConfigError(f"Parameter level={self.level!r} needs transform='log' (levels are in dB)")
+        self._check_envelope()
+        rows = self.image_rows
         for name in ("norm_mean", "norm_std"):
             value = getattr(self, name)
-            if len(value) not in (1, n_freq):
+            if len(value) not in (1, rows):
                 raise ConfigError(
-                    f"Parameter {name} has {len(value)} values; it needs 1 or n_freq={n_freq}")
+                    f"Parameter {name} has {len(value)} values; it needs 1 or one per image row ({rows})")
             if not all(math.isfinite(v) for v in value):
                 raise ConfigError(f"Parameter {name} must hold finite numbers")
         if min(self.norm_std) <= 0:
@@ -97,6 +124,32 @@ class SpectrogramConfig:
             window_values(window, nperseg)
         except (ValueError, IndexError) as exc:  # IndexError: scipy's get_window(()) on an empty tuple
             raise ConfigError(f"Parameter window={window!r} is not a scipy window: {exc}") from None
+
+    def _check_envelope(self) -> None:
+        band = self.envelope_band_hz
+        if isinstance(band, list):
+            band = tuple(band)
+            object.__setattr__(self, "envelope_band_hz", band)
+        if (not isinstance(band, tuple) or len(band) != 2
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in band)):
+            raise ConfigError(f"Parameter envelope_band_hz={band!r} must be two numbers (Hz)")
+        object.__setattr__(self, "envelope_band_hz", (float(band[0]), float(band[1])))
+        if self.feature != "envelope":  # the envelope's fields only need to fit the frames it uses
+            return
+        decimation, span, nfft = self.envelope_decimation, self.envelope_frames, self.envelope_nfft
+        if not _is_int(decimation) or decimation < 1 or self.hop % decimation:
+            raise ConfigError(f"Parameter envelope_decimation={decimation!r} must be a divisor of the hop "
+                              f"({self.hop})")
+        if not _is_int(span) or not 2 <= span <= self.n_frames:
+            raise ConfigError(f"Parameter envelope_frames={span!r} must be an integer in [2, n_frames="
+                              f"{self.n_frames}]")
+        if not _is_int(nfft) or nfft < span * (self.hop // decimation):
+            raise ConfigError(f"Parameter envelope_nfft={nfft!r} must be an integer >= the envelope values "
+                              f"per column ({span * (self.hop // decimation)})")
+        low, high = self.envelope_bins
+        if not 0 < band[0] < band[1] <= self.fs / 2 or high <= low:
+            raise ConfigError(f"Parameter envelope_band_hz={band!r} must satisfy 0 < low < high <= fs/2 "
+                              f"and hold at least two FFT bins (bin width {self.fs / self.nperseg:g} Hz)")
 
     # Derived values -------------------------------------------------------------------------
     @property
@@ -125,9 +178,37 @@ class SpectrogramConfig:
         return self.window_samples / self.fs
 
     @property
+    def image_rows(self) -> int:
+        """Rows of the model's image: ``n_freq`` (spectrogram) or ``envelope_nfft // 2`` (the
+        envelope spectrum without its DC row: the envelope's mean is removed)."""
+        return self.n_freq if self.feature == "spectrogram" else self.envelope_nfft // 2
+
+    @property
+    def image_cols(self) -> int:
+        """Columns of the image: ``n_frames`` (spectrogram) or ``n_frames - envelope_frames + 1``."""
+        return self.n_frames if self.feature == "spectrogram" else self.n_frames - self.envelope_frames + 1
+
+    @property
+    def envelope_per_frame(self) -> int:
+        """Envelope values each frame contributes: ``hop // envelope_decimation``."""
+        return self.hop // self.envelope_decimation
+
+    @property
+    def envelope_bins(self) -> tuple[int, int]:
+        """First and last FFT bin (inclusive) of ``envelope_band_hz`` in an ``nperseg`` frame."""
+        low, high = self.envelope_band_hz
+        return (max(1, math.ceil(low * self.nperseg / self.fs - 1e-9)),
+                min(self.nperseg // 2 - 1, math.floor(high * self.nperseg / self.fs + 1e-9)))
+
+    @property
+    def envelope_rate_hz(self) -> float:
+        """Sample rate of the envelope: ``fs / envelope_decimation``."""
+        return self.fs / self.envelope_decimation
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        """Model input shape, channels last: (n_freq, n_frames, 1)."""
-        return (self.n_freq, self.n_frames, 1)
+        """Model input shape, channels last: (image_rows, image_cols, 1)."""
+        return (self.image_rows, self.image_cols, 1)
 
     @property
     def window_array(self) -> np.ndarray:
@@ -154,6 +235,7 @@ class SpectrogramConfig:
         out["window"] = list(self.window) if isinstance(self.window, tuple) else self.window
         out["norm_mean"] = list(self.norm_mean)
         out["norm_std"] = list(self.norm_std)
+        out["envelope_band_hz"] = list(self.envelope_band_hz)
         out["feature_version"] = FEATURE_VERSION
         return out
 

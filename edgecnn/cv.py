@@ -137,7 +137,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                    normalisation: str | None = None, val_fraction: float = 0.2, overlap: float = 0.0,
                    cache_dir: str | Path | None = None, use_cache: bool = True, quiet: bool = False,
                    raw: np.ndarray | None = None, data_source: str | None = None,
-                   label_map: str | None = None, say=None) -> dict[str, Any]:
+                   label_map: str | None = None, say=None, augmentation=None) -> dict[str, Any]:
     """Leave-one-group-out cross-validation; returns the cv document (see :func:`write_outputs`).
 
     ``options`` is an ``edgecnn.fit.FitOptions`` (its seed is replaced by each of ``seeds``; default:
@@ -177,7 +177,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
             start = time.perf_counter()
             trained = train_model(data, fold.train_idx, raw, cfg, arch=arch,
                                   options=dataclasses.replace(quiet_fit, seed=seed), normalisation=normalisation,
-                                  val_fraction=val_fraction, overlap=overlap)
+                                  val_fraction=val_fraction, overlap=overlap, augmentation=augmentation)
             test = fold.test_idx
             float_pred = predict(trained.model, trained.images[test]).argmax(axis=1)
             calib = fold.train_idx[stratified_sample(data.labels[fold.train_idx], CALIBRATION_WINDOWS, seed)]

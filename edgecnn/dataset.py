@@ -29,6 +29,10 @@ from edgecnn.readers import Recording, read_recordings
 MAX_RESAMPLE_FACTOR = 100_000
 #: Segments a single-recording class is cut into for splitting.
 SINGLE_RECORDING_SEGMENTS = 4
+#: ``overlap="auto"``: AUTO_OVERLAP when any class has fewer than AUTO_OVERLAP_MIN_WINDOWS windows
+#: without overlap (tens of short recordings), else no overlap.
+AUTO_OVERLAP = 0.5
+AUTO_OVERLAP_MIN_WINDOWS = 100
 
 
 # --- resampling --------------------------------------------------------------------------------------
@@ -112,14 +116,23 @@ class WindowSet:
     """Recordings left out and why (``unmapped`` label, ``too_short``)."""
     hop: int | None = None
     """Samples between the starts of consecutive windows of a continuous recording."""
+    contiguous: np.ndarray | None = None
+    """(N,) bool: window i + 1 starts ``hop`` samples after window i in the same continuous signal
+    (so window i's recording goes on past its end with window i + 1's samples); None: unknown."""
+    overlap_rule: str | None = None
+    """How the window overlap was chosen (``overlap="auto"`` says why)."""
 
     def __len__(self) -> int:
         return int(self.labels.size)
 
     def subset(self, idx: np.ndarray) -> WindowSet:
         idx = np.asarray(idx)
+        contiguous = None
+        if self.contiguous is not None:  # still contiguous only when the next window was kept too
+            follows = np.append(np.diff(idx) == 1, False) if idx.size else np.zeros(0, bool)
+            contiguous = self.contiguous[idx] & follows
         return dataclasses.replace(self, windows=self.windows[idx], labels=self.labels[idx],
-                                   groups=self.groups[idx])
+                                   groups=self.groups[idx], contiguous=contiguous)
 
     def recording_ids(self, idx: np.ndarray | None = None) -> list[str]:
         groups = self.groups if idx is None else self.groups[np.asarray(idx)]
@@ -129,13 +142,35 @@ class WindowSet:
         counts = np.bincount(self.labels, minlength=len(self.classes))
         return {"n_windows": len(self), "n_recordings": int(np.unique(self.groups).size),
                 "classes": list(self.classes), "windows_per_class": dict(zip(self.classes, counts.tolist())),
-                "dropped": dict(self.dropped), "hop": self.hop}
+                "dropped": dict(self.dropped), "hop": self.hop, "overlap_rule": self.overlap_rule}
+
+
+def parse_overlap(text: str | float) -> float | str:
+    """``auto`` or a number in [0, 1) (the ``--overlap`` option)."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"overlap {text!r} must be 'auto' or a number in [0, 1)") from None
+    window_hop(2, value)  # validates the range
+    return value
 
 
 def window_hop(window_samples: int, overlap: float) -> int:
     if not 0.0 <= overlap < 1.0:
         raise ConfigError(f"overlap={overlap!r} must be in [0, 1)")
     return max(1, int(round(window_samples * (1.0 - overlap))))
+
+
+def auto_overlap(windows_per_class: dict[str, int]) -> tuple[float, str]:
+    """(overlap, why) for ``overlap="auto"`` from each class's window count without overlap."""
+    scarce = {c: n for c, n in windows_per_class.items() if n < AUTO_OVERLAP_MIN_WINDOWS}
+    if scarce:
+        listed = ", ".join(f"{c} {n}" for c, n in scarce.items())
+        return AUTO_OVERLAP, (f"auto: {AUTO_OVERLAP:g}, since without overlap some class has fewer than "
+                              f"{AUTO_OVERLAP_MIN_WINDOWS} windows ({listed})")
+    return 0.0, f"auto: 0, every class has at least {AUTO_OVERLAP_MIN_WINDOWS} windows without overlap"
 
 
 def cut_windows(signal: np.ndarray, window_samples: int, hop: int) -> np.ndarray:
@@ -146,8 +181,12 @@ def cut_windows(signal: np.ndarray, window_samples: int, hop: int) -> np.ndarray
 
 
 def load_windows(path: str | Path, cfg: SpectrogramConfig | None = None, *, label_map: str | LabelMap | None = None,
-                 overlap: float = 0.0, progress: Callable[[int, int], None] | None = None) -> WindowSet:
-    """Read recordings, resample to cfg.fs, cut windows and map labels to classes."""
+                 overlap: float | str = 0.0, progress: Callable[[int, int], None] | None = None) -> WindowSet:
+    """Read recordings, resample to cfg.fs, cut windows and map labels to classes.
+
+    ``overlap="auto"`` chooses 0.5 when any class would have fewer than 100 windows without
+    overlap, else 0 (``WindowSet.overlap_rule`` says which and why).
+    """
     recordings = read_recordings(path, progress=progress)
     try:
         return windows_from_recordings(recordings, cfg, label_map=label_map, overlap=overlap)
@@ -159,11 +198,13 @@ def load_windows(path: str | Path, cfg: SpectrogramConfig | None = None, *, labe
 
 
 def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig | None = None, *,
-                            label_map: str | LabelMap | None = None, overlap: float = 0.0) -> WindowSet:
+                            label_map: str | LabelMap | None = None, overlap: float | str = 0.0) -> WindowSet:
     cfg = cfg or SpectrogramConfig()
     if isinstance(label_map, str):
         label_map = LabelMap.parse(label_map)
-    hop = window_hop(cfg.window_samples, overlap)
+    overlap = parse_overlap(overlap)
+    if overlap != "auto":
+        window_hop(cfg.window_samples, overlap)
     dropped = {"unmapped": 0, "too_short": 0}
 
     mapped: list[tuple[Recording, str]] = []
@@ -182,25 +223,39 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
         classes += sorted(seen - set(classes))
     per_class = {c: sum(1 for _, k in mapped if k == c) for c in classes}
 
-    windows, labels, groups, rec_info = [], [], [], []
-    for rec, cls_name in mapped:
+    signals = []
+    for rec, _ in mapped:
         try:
-            signal = resample_to(rec.signal, rec.fs, cfg.fs)
+            signals.append(resample_to(rec.signal, rec.fs, cfg.fs))
         except InputError as exc:
             raise InputError(f"{rec.source}: recording {rec.id}: {exc}") from None
-        if signal.ndim == 2:  # pre-cut windows: each row must hold at least one window
-            cut = [np.concatenate([cut_windows(row, cfg.window_samples, hop) for row in signal])]
-        elif per_class[cls_name] == 1 and signal.size >= 2 * cfg.window_samples:
-            n_segments = min(SINGLE_RECORDING_SEGMENTS, signal.size // cfg.window_samples)
-            cut = [cut_windows(p, cfg.window_samples, hop) for p in np.array_split(signal, n_segments)]
-        else:
-            cut = [cut_windows(signal, cfg.window_samples, hop)]
+    if overlap == "auto":
+        counts = dict.fromkeys(classes, 0)
+        for (_, cls_name), signal in zip(mapped, signals):
+            counts[cls_name] += sum(len(w) for w in _cut(signal, per_class[cls_name], cfg.window_samples,
+                                                         cfg.window_samples))
+        overlap, rule = auto_overlap(counts)
+    else:
+        rule = f"{overlap:g}, as given"
+    hop = window_hop(cfg.window_samples, overlap)
+
+    windows, labels, groups, rec_info, contiguous = [], [], [], [], []
+    for (rec, cls_name), signal in zip(mapped, signals):
+        cut = _cut(signal, per_class[cls_name], cfg.window_samples, hop)
         if sum(len(c) for c in cut) == 0:
             dropped["too_short"] += 1
             continue
         for seg, win in enumerate(cut):
             if len(win) == 0:
                 continue
+            # consecutive windows of one 1-D piece follow each other by hop samples (rows of a
+            # pre-cut 2-D recording do not continue one another)
+            follows = np.arange(len(win)) < len(win) - 1
+            if signal.ndim == 2:
+                follows &= signal.shape[1] >= cfg.window_samples + hop
+                per_row = (signal.shape[1] - cfg.window_samples) // hop + 1
+                follows &= (np.arange(len(win)) % per_row) < per_row - 1
+            contiguous.append(follows)
             rid = rec.id if len(cut) == 1 else f"{rec.id}#seg{seg}"
             info = {"id": rid, "label": rec.label, "class": cls_name, "source": rec.source, "fs": rec.fs,
                     "n_windows": int(len(win)),
@@ -223,7 +278,17 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
                          f"(check the label map)")
     return WindowSet(windows=np.concatenate(windows), labels=np.concatenate(labels),
                      groups=np.concatenate(groups), classes=classes, recordings=rec_info, dropped=dropped,
-                     hop=hop)
+                     hop=hop, contiguous=np.concatenate(contiguous), overlap_rule=rule)
+
+
+def _cut(signal: np.ndarray, recordings_of_class: int, window_samples: int, hop: int) -> list[np.ndarray]:
+    """A recording's windows, as one piece or (single-recording class) several time segments."""
+    if signal.ndim == 2:  # pre-cut windows: each row must hold at least one window
+        return [np.concatenate([cut_windows(row, window_samples, hop) for row in signal])]
+    if recordings_of_class == 1 and signal.size >= 2 * window_samples:
+        n_segments = min(SINGLE_RECORDING_SEGMENTS, signal.size // window_samples)
+        return [cut_windows(p, window_samples, hop) for p in np.array_split(signal, n_segments)]
+    return [cut_windows(signal, window_samples, hop)]
 
 
 # --- splits ------------------------------------------------------------------------------------------
@@ -241,14 +306,16 @@ def parse_where(text: str | None) -> dict[str, str] | None:
 
 
 def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int = 0,
-                       where: dict[str, Any] | None = None,
-                       subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       where: dict[str, Any] | None = None, subset: np.ndarray | None = None,
+                       by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Window indices (train, test), every recording wholly on one side.
 
     With ``where`` the test side is the recordings whose metadata match every key (leave-one-load-out);
     otherwise a seeded draw of about ``test_fraction`` of each class's recordings (at least one when
-    the class has two or more). ``subset`` restricts the split to those window indices (used for a
-    validation split inside the training side).
+    the class has two or more). With ``by`` (a metadata key such as ``machine``) the draw is of the
+    groups of recordings sharing its value instead, stratified by the classes a group holds, so all
+    of a machine's recordings fall on one side. ``subset`` restricts the split to those window
+    indices (used for a validation split inside the training side).
     """
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"test_fraction={test_fraction!r} must be in (0, 1)")
@@ -264,6 +331,8 @@ def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int 
         if not test_recs or len(test_recs) == len(rec_ids):
             raise ConfigError(f"test selection {where} matches {len(test_recs)} of {len(rec_ids)} "
                               f"recordings; it must leave some on each side")
+    elif by:
+        test_recs = _draw_groups(ws, rec_ids, by, test_fraction, seed)
     else:
         rng = np.random.default_rng(seed)
         test_recs = []
@@ -276,3 +345,33 @@ def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int 
             test_recs.extend(members[:n_test].tolist())
     in_test = np.isin(ws.groups[idx], test_recs)
     return idx[~in_test], idx[in_test]
+
+
+def has_metadata(ws: WindowSet, key: str) -> bool:
+    """True when every recording carries metadata ``key`` (e.g. ``machine`` in synthetic data)."""
+    return bool(ws.recordings) and all(r.get(key) is not None for r in ws.recordings)
+
+
+def _draw_groups(ws: WindowSet, rec_ids: np.ndarray, by: str, test_fraction: float, seed: int) -> list[int]:
+    """Recordings of about ``test_fraction`` of the ``by`` groups, drawn within each class make-up."""
+    missing = [ws.recordings[r]["id"] for r in rec_ids if ws.recordings[r].get(by) is None]
+    if missing:
+        raise ConfigError(f"cannot split by {by!r}: {len(missing)} recording(s) have no such metadata "
+                          f"(e.g. {missing[0]})")
+    groups: dict[str, list[int]] = {}
+    for r in rec_ids:
+        groups.setdefault(str(ws.recordings[r][by]), []).append(int(r))
+    strata: dict[tuple[str, ...], list[str]] = {}
+    for name, members in groups.items():
+        make_up = tuple(sorted({ws.recordings[r]["class"] for r in members}))
+        strata.setdefault(make_up, []).append(name)
+    rng = np.random.default_rng(seed)
+    test_recs: list[int] = []
+    for make_up in sorted(strata):
+        names = np.array(sorted(strata[make_up]))
+        if names.size < 2:
+            continue
+        rng.shuffle(names)
+        n_test = min(names.size - 1, max(1, int(round(test_fraction * names.size))))
+        test_recs.extend(r for name in names[:n_test] for r in groups[name])
+    return test_recs

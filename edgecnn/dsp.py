@@ -8,6 +8,11 @@ mode='magnitude')`` gives the same numbers (tests hold them to 1e-6 relative).
 ``features`` adds the feature transform and the normalisation fitted on training data (never
 per-window statistics, so a streamed image equals a batch one).
 
+The ``envelope`` feature (``cfg.feature``) uses the same framing: ``frame_envelope`` demodulates
+each frame's band into ``hop / envelope_decimation`` envelope values (the frames' central hops are
+contiguous, so they form one envelope signal), and ``envelope_spectra`` turns every run of
+``envelope_frames`` frames' values into one image column, the envelope's magnitude spectrum.
+
 Device side imports this module: numpy only, no TensorFlow.
 """
 
@@ -63,6 +68,66 @@ def frame_count(n_samples: int, cfg: SpectrogramConfig) -> int:
     return 1 + (n_samples - cfg.nperseg) // cfg.hop
 
 
+def frame_envelope(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Envelope values of each frame: (..., nperseg) -> (..., envelope_per_frame), float64.
+
+    The frame's FFT bins ``envelope_bins`` (doubled, every other bin zero) are the analytic signal
+    of the band; its magnitude over the frame's central ``hop`` samples (from ``noverlap // 2``),
+    averaged in blocks of ``envelope_decimation``, is the envelope at ``fs / decimation``. No
+    window, no detrend (the band excludes DC): consecutive frames' central parts are contiguous.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    if frames.shape[-1] != cfg.nperseg:
+        raise InputError(f"frames have {frames.shape[-1]} samples; the config needs nperseg={cfg.nperseg}")
+    low, high = cfg.envelope_bins
+    band = np.zeros((*frames.shape[:-1], cfg.nperseg), dtype=np.complex128)
+    band[..., low:high + 1] = 2.0 * np.fft.rfft(frames, axis=-1)[..., low:high + 1]
+    start = cfg.noverlap // 2
+    analytic = np.fft.ifft(band, axis=-1)[..., start:start + cfg.hop]
+    envelope = np.abs(analytic).reshape(*frames.shape[:-1], cfg.envelope_per_frame, cfg.envelope_decimation)
+    return envelope.mean(axis=-1)
+
+
+def envelope_spectra(values: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Envelope spectrum columns: (..., F, per_frame) frame envelopes -> (..., F - span + 1, rows).
+
+    Column ``c`` takes the ``envelope_frames`` frames from ``c``: their values minus their mean,
+    times a periodic Hann window scaled to sum 1, zero-padded to ``envelope_nfft``, ``|rfft|``
+    without the DC bin (rows 1 .. nfft/2: the mean is gone, what is left there is leakage).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    span, per = cfg.envelope_frames, cfg.envelope_per_frame
+    if values.ndim < 2 or values.shape[-1] != per or values.shape[-2] < span:
+        raise InputError(f"envelope values must be (..., >= {span} frames, {per}), got {values.shape}")
+    runs = sliding_window_view(values, span, axis=-2)  # (..., C, per, span)
+    runs = np.swapaxes(runs, -1, -2).reshape(*runs.shape[:-2], span * per)
+    runs = runs - runs.mean(axis=-1, keepdims=True)
+    return np.abs(np.fft.rfft(runs * _envelope_window(span * per), n=cfg.envelope_nfft, axis=-1)[..., 1:])
+
+
+@functools.lru_cache(maxsize=8)
+def _envelope_window(length: int) -> np.ndarray:
+    """Periodic Hann window of ``length`` points divided by its sum (read-only)."""
+    values = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    values = values / values.sum()
+    values.setflags(write=False)
+    return values
+
+
+def magnitude_image(signals: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """The image before the feature transform: (..., window_samples) -> (..., rows, cols), float64.
+
+    The spectrogram for ``feature='spectrogram'``, the envelope spectra for ``'envelope'``.
+    """
+    if cfg.feature == "spectrogram":
+        return spectrogram(signals, cfg)
+    signals = np.asarray(signals)
+    if signals.shape[-1] < cfg.nperseg:
+        raise InputError(f"signal has {signals.shape[-1]} samples; at least nperseg={cfg.nperseg} needed")
+    frames = sliding_window_view(signals, cfg.nperseg, axis=-1)[..., :: cfg.hop, :]
+    return np.swapaxes(envelope_spectra(frame_envelope(frames, cfg), cfg), -1, -2)
+
+
 def spectrogram(signals: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     """Magnitude spectrogram of the last axis: (..., L) -> (..., n_freq, n_frames), float64."""
     signals = np.asarray(signals)
@@ -74,14 +139,18 @@ def spectrogram(signals: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
 
 def transform_magnitudes(mag: np.ndarray, cfg: SpectrogramConfig, *, freq_axis: int = -2,
                          normalise: bool = True) -> np.ndarray:
-    """Feature transform (``magnitude`` or ``log`` dB with a fixed floor), then normalisation.
+    """Feature transform (``magnitude`` or ``log`` dB with a fixed floor), level removal, then
+    normalisation.
 
-    ``freq_axis`` names the frequency axis, where per-bin constants apply. Returns float32.
+    ``freq_axis`` names the frequency (row) axis, where per-bin constants apply and over which
+    ``level='column_mean'`` averages. Returns float32.
     """
     values = np.asarray(mag, dtype=np.float64)
     if cfg.transform == "log":
         floor = 10.0 ** (cfg.log_floor_db / 20.0)
         values = 20.0 * np.log10(np.maximum(values, floor))
+    if cfg.level == "column_mean":
+        values = values - values.mean(axis=freq_axis, keepdims=True)
     if normalise and cfg.is_normalised:
         mean = _per_bin(cfg.norm_mean, values.ndim, freq_axis)
         std = _per_bin(cfg.norm_std, values.ndim, freq_axis)
@@ -100,7 +169,7 @@ def _per_bin(values: tuple[float, ...], ndim: int, freq_axis: int) -> np.ndarray
 
 def features(windows: np.ndarray, cfg: SpectrogramConfig, *, normalise: bool = True,
              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Model input images of many windows: (N, window_samples) -> (N, n_freq, n_frames, 1) float32.
+    """Model input images of many windows: (N, window_samples) -> (N, rows, cols, 1) float32.
 
     Computed in chunks so memory stays bounded; ``progress(done, total)`` is called per chunk.
     """
@@ -111,10 +180,10 @@ def features(windows: np.ndarray, cfg: SpectrogramConfig, *, normalise: bool = T
         raise InputError(
             f"windows must be (N, {cfg.window_samples}) for this config, got shape {windows.shape}")
     n = windows.shape[0]
-    out = np.empty((n, cfg.n_freq, cfg.n_frames, 1), dtype=np.float32)
+    out = np.empty((n, *cfg.input_shape), dtype=np.float32)
     for start in range(0, n, CHUNK_WINDOWS):
         stop = min(n, start + CHUNK_WINDOWS)
-        mag = spectrogram(windows[start:stop], cfg)
+        mag = magnitude_image(windows[start:stop], cfg)
         out[start:stop, :, :, 0] = transform_magnitudes(mag, cfg, normalise=normalise)
         if progress is not None:
             progress(stop, n)
@@ -122,7 +191,7 @@ def features(windows: np.ndarray, cfg: SpectrogramConfig, *, normalise: bool = T
 
 
 def fit_normalisation(images: np.ndarray, *, per_bin: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of un-normalised feature images (N, n_freq, n_frames[, 1]) from training data.
+    """Mean and std of un-normalised feature images (N, rows, cols[, 1]) from training data.
 
     Per frequency bin by default (pooled over windows and frames), else one global pair. A bin
     with zero spread gets std 1 so it never divides by zero.
@@ -131,7 +200,7 @@ def fit_normalisation(images: np.ndarray, *, per_bin: bool = True) -> tuple[np.n
     if images.ndim == 4:
         images = images[..., 0]
     if images.ndim != 3 or images.shape[0] == 0:
-        raise InputError(f"need a non-empty stack of images (N, n_freq, n_frames), got {images.shape}")
+        raise InputError(f"need a non-empty stack of images (N, rows, cols), got {images.shape}")
     axes = (0, 2) if per_bin else None
     mean = np.atleast_1d(images.mean(axis=axes))
     std = np.atleast_1d(images.std(axis=axes))

@@ -113,6 +113,9 @@ def evaluate(bundle, data: ParityData, *, backends: Iterable[str] = DEFAULT_BACK
     if unknown or not names:
         raise InputError(f"unknown DSP backends {unknown or names}; choose from {', '.join(BACKENDS)}")
     cfg, labels, windows = bundle.cfg, data.labels, data.windows.windows
+    if cfg.feature != "spectrogram":
+        raise InputError(f"{bundle.path}: the fidelity report compares the microcontroller's spectrogram DSP; "
+                         f"this bundle's feature is {cfg.feature!r}, which runs on the float (numpy) path only")
     if len(labels) == 0:
         raise InputError("no test windows to evaluate")
     present = {(e.format, e.dtype) for e in bundle.models.values()}

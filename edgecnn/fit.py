@@ -4,7 +4,10 @@ Knows nothing about spectrograms or run directories (the MNIST lab uses it on di
 (GPU with memory growth when present, else CPU; optional mixed precision), ``tf.distribute``
 strategies (``none``, ``mirrored`` for several devices of one machine, ``multiworker`` for several
 machines configured by ``TF_CONFIG``), tf.data input with prefetch, class weights, early stopping on
-the validation loss with the best weights restored, Keras progress bars.
+the validation loss (never before ``min_epochs``), Keras progress bars. The weights kept are those of the
+epoch with the lowest validation loss among the epochs whose validation balanced accuracy is more than
+``CHANCE_MARGIN`` above chance; when no epoch clears that, the last epoch is kept and the result says so
+(a validation side of two recordings can make an untrained epoch look best: :class:`EpochSelector`).
 
 ``model.fit`` drives ``none`` and ``mirrored``; ``multiworker`` runs a custom loop (GradientTape,
 ``strategy.run``, ``experimental_distribute_dataset``, ``tf.nn.compute_average_loss``) because
@@ -25,8 +28,12 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecnn.errors import ConfigError
+from edgecnn.quiet import keras_verbosity
 
 STRATEGIES = ("none", "mirrored", "multiworker")
+#: An epoch whose validation balanced accuracy is at most this far above chance (1 / classes) is
+#: never the one kept.
+CHANCE_MARGIN = 0.05
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -42,8 +49,10 @@ class FitOptions:
     learning_rate: float = 1e-3
     """Adam's step size."""
     patience: int = 12
-    """Epochs without a better validation loss before stopping (the best weights are restored); the
-    edge model's validation loss is noisy in its first epochs, a shorter patience stopped it too early."""
+    """Epochs without a better validation loss before stopping (the kept epoch's weights are restored);
+    the edge model's validation loss is noisy in its first epochs, a shorter patience stopped it too early."""
+    min_epochs: int = 10
+    """Early stopping never stops before this many epochs (capped at ``epochs``)."""
     class_weights: bool = True
     """Weight each class by N / (n_classes * n_class) so unbalanced data trains fairly."""
     strategy: str = "none"
@@ -64,6 +73,8 @@ class FitOptions:
             raise ConfigError(f"learning_rate={self.learning_rate!r} must be > 0")
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ConfigError(f"patience={self.patience!r} must be an integer >= 1")
+        if not isinstance(self.min_epochs, int) or self.min_epochs < 0:
+            raise ConfigError(f"min_epochs={self.min_epochs!r} must be an integer >= 0")
 
 
 @dataclasses.dataclass
@@ -74,6 +85,8 @@ class FitResult:
     """Per epoch: loss, accuracy, val_loss, val_accuracy."""
     best_epoch: int
     """1-based epoch whose weights were kept."""
+    selection: str
+    """Why that epoch was kept (see :class:`EpochSelector`)."""
     seconds_per_epoch: float
     devices: list[str]
     """The devices the strategy trained on."""
@@ -92,6 +105,59 @@ def class_weight_vector(labels: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
     return weights.astype(np.float32)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y_true`` (chance: 1 / their number)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+
+
+class EpochSelector:
+    """Which epoch's weights to keep and when to stop; both training loops feed it every epoch.
+
+    With a validation side, an epoch is *eligible* when its validation balanced accuracy is more
+    than ``CHANCE_MARGIN`` above chance (1 / classes present in the validation side); the kept epoch
+    is the eligible one with the lowest validation loss. Training stops once ``patience`` epochs
+    pass without a better eligible epoch, but never before ``min_epochs``. When no epoch is
+    eligible, the last epoch is kept (an early near-chance epoch with a low loss is what a small
+    validation side often shows; restoring it gave one-class models). Without a validation side,
+    the lowest training loss decides.
+    """
+
+    def __init__(self, *, y_val: np.ndarray, patience: int, min_epochs: int):
+        self.has_val = len(y_val) > 0
+        self.chance = 1.0 / max(1, np.unique(y_val).size) if self.has_val else None
+        self.patience, self.min_epochs = patience, min_epochs
+        self.best, self.best_epoch, self.best_weights = np.inf, 0, None
+        self.epoch, self.waited, self.top_balanced = 0, 0, -np.inf
+
+    def update(self, loss: float, balanced: float | None, weights: Callable[[], list]) -> bool:
+        """Record one epoch (its monitored loss, validation balanced accuracy); True: stop now."""
+        self.epoch += 1
+        eligible = not self.has_val or (balanced is not None and balanced > self.chance + CHANCE_MARGIN)
+        if balanced is not None:
+            self.top_balanced = max(self.top_balanced, balanced)
+        if eligible and loss < self.best:
+            self.best, self.best_epoch, self.best_weights, self.waited = loss, self.epoch, weights(), 0
+        else:
+            self.waited += 1
+        return self.epoch >= self.min_epochs and self.waited >= self.patience
+
+    def finish(self, model) -> tuple[int, str]:
+        """Restore the kept weights into ``model``; (kept epoch, why)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+        if not self.has_val:
+            return self.best_epoch, "no validation windows: the epoch with the lowest training loss"
+        if self.best_weights is None:
+            return self.epoch, (f"no epoch's validation balanced accuracy was more than "
+                                f"{CHANCE_MARGIN * 100:.0f} points above chance ({self.chance:.2f}; best "
+                                f"{self.top_balanced:.2f}): kept the last epoch")
+        return self.best_epoch, (f"the lowest validation loss among epochs whose validation balanced "
+                                 f"accuracy is more than {CHANCE_MARGIN * 100:.0f} points above chance "
+                                 f"({self.chance:.2f})")
 
 
 def split_cpu(n_devices: int) -> None:
@@ -202,11 +268,11 @@ def fit(build: Callable[[], object], x_train: np.ndarray, y_train: np.ndarray, x
                               metrics=["accuracy"], weighted_metrics=[])
         start = time.perf_counter()
         if options.strategy == "multiworker":
-            history, best_epoch = _custom_loop(model, optimizer, strategy, x_train, y_train, w_train,
-                                               x_val, y_val, global_batch, options)
+            history, best_epoch, selection = _custom_loop(model, optimizer, strategy, x_train, y_train,
+                                                          w_train, x_val, y_val, global_batch, options)
         else:
-            history, best_epoch = _keras_fit(model, x_train, y_train, w_train, x_val, y_val,
-                                             global_batch, options)
+            history, best_epoch, selection = _keras_fit(model, x_train, y_train, w_train, x_val, y_val,
+                                                        global_batch, options)
         elapsed = time.perf_counter() - start
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
@@ -215,7 +281,9 @@ def fit(build: Callable[[], object], x_train: np.ndarray, y_train: np.ndarray, x
         model = build()
         model.set_weights(weights)
     epochs_run = max(1, len(history["loss"]))
-    return FitResult(model=model, history=history, best_epoch=best_epoch,
+    if selection.startswith("no epoch"):
+        log(f"warning: {selection}", options.quiet)
+    return FitResult(model=model, history=history, best_epoch=best_epoch, selection=selection,
                      seconds_per_epoch=elapsed / epochs_run, devices=devices, replicas=replicas,
                      is_chief=is_chief() if options.strategy == "multiworker" else True)
 
@@ -238,14 +306,25 @@ def _keras_fit(model, x_train, y_train, w_train, x_val, y_val, global_batch, opt
     val_data = None
     if has_val:
         val_data = _dataset(x_val, y_val, np.ones(len(y_val), np.float32), global_batch, shuffle_seed=None)
-    monitor = "val_loss" if has_val else "loss"
-    stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience,
-                                            restore_best_weights=True)
+    selector = EpochSelector(y_val=y_val, patience=options.patience, min_epochs=options.min_epochs)
+    balanced: list[float] = []
+
+    class Select(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            score = balanced_accuracy(y_val, predict(self.model, x_val).argmax(axis=1)) if has_val else None
+            if score is not None:
+                balanced.append(score)
+            loss = float(logs["val_loss" if has_val else "loss"])
+            if selector.update(loss, score, self.model.get_weights):
+                self.model.stop_training = True
+
     fitted = model.fit(train_data, validation_data=val_data, epochs=options.epochs, shuffle=False,
-                       verbose=0 if options.quiet else 1, callbacks=[stopper])
+                       verbose=0 if options.quiet else keras_verbosity(), callbacks=[Select()])
     history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
-    losses = history[monitor]
-    return history, int(np.argmin(losses)) + 1
+    if has_val:
+        history["val_balanced_accuracy"] = balanced
+    return (history, *selector.finish(model))
 
 
 def predict(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -288,14 +367,16 @@ def _custom_loop(model, optimizer, strategy, x_train, y_train, w_train, x_val, y
     def distributed_step(x, y, w):
         strategy.run(step, args=(x, y, w))
 
-    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []}
+    history: dict[str, list[float]] = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [],
+                                       "val_balanced_accuracy": []}
     has_val = len(y_val) > 0
-    best, best_epoch, best_weights, waited = np.inf, 1, model.get_weights(), 0
+    selector = EpochSelector(y_val=y_val, patience=options.patience, min_epochs=options.min_epochs)
     steps = int(np.ceil(len(y_train) / global_batch))
     for epoch in range(options.epochs):
         for metric in (train_loss, train_weight, train_acc):
             metric.reset_state()
-        bar = None if options.quiet else keras.utils.Progbar(steps, stateful_metrics=["loss", "accuracy"])
+        bar = None if options.quiet else keras.utils.Progbar(steps, verbose=keras_verbosity(),
+                                                            stateful_metrics=["loss", "accuracy"])
         if bar is not None:
             print(f"Epoch {epoch + 1}/{options.epochs}", file=sys.stdout, flush=True)
         for i, (x, y, w) in enumerate(dist_data):
@@ -311,17 +392,14 @@ def _custom_loop(model, optimizer, strategy, x_train, y_train, w_train, x_val, y
             val_loss = float(np.mean(loss_fn(y_val, probs)))
             history["val_loss"].append(val_loss)
             history["val_accuracy"].append(float(np.mean(probs.argmax(axis=1) == y_val)))
+            history["val_balanced_accuracy"].append(balanced_accuracy(y_val, probs.argmax(axis=1)))
         monitored = history["val_loss"][-1] if has_val else loss
         if bar is not None:
             extra = f" - val_loss: {history['val_loss'][-1]:.4f}" if has_val else ""
             print(f"loss: {loss:.4f} - accuracy: {history['accuracy'][-1]:.4f}{extra}", flush=True)
-        if monitored < best:
-            best, best_epoch, best_weights, waited = monitored, epoch + 1, model.get_weights(), 0
-        else:
-            waited += 1
-            if waited >= options.patience:
-                break
-    model.set_weights(best_weights)
+        if selector.update(monitored, history["val_balanced_accuracy"][-1] if has_val else None,
+                           model.get_weights):
+            break
     if not has_val:
-        del history["val_loss"], history["val_accuracy"]
-    return history, best_epoch
+        del history["val_loss"], history["val_accuracy"], history["val_balanced_accuracy"]
+    return (history, *selector.finish(model))

@@ -113,10 +113,7 @@ def run_variant(bundle, runtime: str, dtype: str, images: np.ndarray, *,
 
 
 def run_keras(model_path: Path, images: np.ndarray) -> np.ndarray:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from edgecnn.rundir import load_keras_model
+    from edgecnn.rundir import load_keras_model  # imports TensorFlow quietly (edgecnn.quiet)
 
     model = load_keras_model(model_path)
     return np.asarray(model.predict(images, batch_size=256, verbose=0), dtype=np.float32)

@@ -20,14 +20,11 @@ import numpy as np
 
 def layer_errors(model_path, calibration_images: np.ndarray, debug_images: np.ndarray) -> list[dict[str, Any]]:
     """Per-tensor statistics in graph order: op, tensor, rmse/scale, max abs error, scale."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
+    from edgecnn.quiet import import_tensorflow
     from edgecnn.rundir import load_keras_model
     from export.tflite_export import int8_converter
 
+    tf = import_tensorflow()
     model = load_keras_model(model_path)
     converter = int8_converter(model, (img[None] for img in calibration_images), int8_io=False)
     debugger = tf.lite.experimental.QuantizationDebugger(

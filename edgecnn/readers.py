@@ -146,7 +146,9 @@ def read_pickle(path: Path) -> list[Recording]:
     """The reference format: dict with ``signal`` (N x L), ``label`` (N x C one-hot), ``time`` (N x L).
 
     Optional: ``recording`` (N,) ids grouping rows into recordings (else each row is its own
-    recording), ``fs`` (else from ``time``, else 12800 Hz) and ``classes`` (column names; else A, B, ...).
+    recording), ``machine`` (N,) ids of the machine each row was recorded on (one per recording; it
+    becomes the recording's ``machine`` metadata), ``fs`` (else from ``time``, else 12800 Hz) and
+    ``classes`` (column names; else A, B, ...).
     """
     data = load_pickle_safely(path)
     src = str(path)
@@ -188,14 +190,26 @@ def read_pickle(path: Path) -> list[Recording]:
     groups = np.asarray(groups)
     if groups.shape != (signal.shape[0],):
         raise InputError(f"{src}: 'recording' must have one id per row ({signal.shape[0]}), got {groups.shape}")
+    machine = data.get("machine")
+    if machine is not None:
+        machine = np.asarray(machine)
+        if machine.shape != (signal.shape[0],) or machine.dtype.kind not in "iuU":
+            raise InputError(f"{src}: 'machine' must be one integer or text id per row ({signal.shape[0]}), "
+                             f"got {machine.dtype} {machine.shape}")
     out = []
     for gid in dict.fromkeys(groups.tolist()):
         rows = np.flatnonzero(groups == gid)
         cls = np.unique(index[rows])
         if cls.size != 1:
             raise InputError(f"{src}: recording {gid!r} mixes classes {[classes[c] for c in cls]}")
+        meta = {"class_order": classes, "label_from": "one-hot"}
+        if machine is not None:
+            ids = np.unique(machine[rows])
+            if ids.size != 1:
+                raise InputError(f"{src}: recording {gid!r} spans machines {ids.tolist()}")
+            meta["machine"] = ids[0].item()
         out.append(Recording(signal=signal[rows], fs=fs, label=classes[int(cls[0])], id=f"{path.stem}:{gid}",
-                             source=src, meta={"class_order": classes, "label_from": "one-hot"}))
+                             source=src, meta=meta))
     return out
 
 

@@ -73,6 +73,9 @@ def load_keras_model(path: str | Path):
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" about a truncated archive
         raise InputError(f"{path}: not a loadable Keras model (not a .keras zip archive: truncated or "
                          f"another format)")
+    from edgecnn.quiet import import_tensorflow
+
+    import_tensorflow()  # its C++ start-up lines kept off stderr
     import keras
 
     try:

@@ -1,14 +1,21 @@
 """The built-in synthetic vibration generator: the default data of the demo and the tests.
 
-Physically motivated, vectorised, deterministic for a seed. Each *recording* is one machine state
-(shaft speed, gain, structural resonance, noise level, and for class B a bearing defect); its
-windows share those parameters with small per-window jitter, so splits by recording are honest.
+Physically motivated, vectorised, deterministic for a seed. Recordings come from *machines*
+(:func:`draw_machines`), and each machine differs from the others the way real ones do: its own
+shaft speed range, two structural resonances (frequency, damping, share), a transfer path from the
+structure to the sensor (a random short FIR filter), sensor gain, noise floor, harmonic level and
+bearing geometry (the defect order). A machine has two recordings by default, one healthy and one
+with a bearing defect (:func:`draw_recordings`: shaft speed drawn from the machine's range, a
+severity for the faulty one). A recording's windows share its parameters with small per-window
+jitter. The data carry a machine id per window, and ``edgecnn train`` splits synthetic data by
+machine, so its accuracy is that on machines the model never saw.
 
-Every window is: shaft harmonics (1x..5x with random phases) + broadband noise + the structural
-resonance excited by that noise; class B adds an impulse train at the defect frequency
-(``defect_order`` x shaft, with slip jitter between impacts) that rings the resonance. Its
-severity (impact amplitude against the noise) is log-uniform and reaches down into the noise,
-so some B windows are nearly indistinguishable from A: ``difficulty`` scales that range.
+Every window is: shaft harmonics (1x..5x with random phases) + broadband sensor noise + the
+structure's response (resonances and transfer path) excited by a share of that noise; class B adds
+an impulse train at the defect frequency (``defect_order`` x shaft, with slip jitter between
+impacts) that rings the structure. Its severity (impact amplitude against the noise) is
+log-uniform and reaches down into the noise, so some B windows are nearly indistinguishable from
+A: ``difficulty`` scales that range.
 
 Streams (:class:`MachineStream`, :func:`render_stream`): one machine's continuous recording with
 the same physics, rendered in segments whose concatenation is one signal (absolute-time harmonics,
@@ -34,6 +41,8 @@ WINDOW = 10000
 RING_SAMPLES = 1024
 #: Amplitudes of the shaft harmonics 1x..5x.
 HARMONIC_AMPS = (1.0, 0.5, 0.3, 0.2, 0.1)
+#: Taps of a machine's transfer path (structure to sensor): 1 followed by random taps.
+PATH_TAPS = 4
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,6 +55,9 @@ class SynthSpec:
     """Seed of every random draw: the same spec gives the same bytes."""
     n_recordings: int | None = None
     """Recordings (machine states) the windows come from; default n // 25, at least 4."""
+    n_machines: int | None = None
+    """Machines the recordings come from; default half the recordings (one healthy and one faulty
+    recording each), at least 2."""
     difficulty: float = 1.0
     """Scales how far the defect severity reaches into the noise (1 = calibrated default)."""
     fs: float = FS
@@ -58,6 +70,9 @@ class SynthSpec:
             raise ConfigError(f"synth: n={self.n!r} must be an integer >= 2 windows")
         if self.n_recordings is not None and not 2 <= self.n_recordings <= self.n:
             raise ConfigError(f"synth: n_recordings={self.n_recordings!r} must be in [2, n={self.n}]")
+        if self.n_machines is not None and not 1 <= self.n_machines <= self.recordings:
+            raise ConfigError(f"synth: n_machines={self.n_machines!r} must be in [1, recordings="
+                              f"{self.recordings}]")
         if not 0.0 < self.difficulty <= 10.0:
             raise ConfigError(f"synth: difficulty={self.difficulty!r} must be in (0, 10]")
         if self.fs <= 0 or self.window_samples < 256:
@@ -67,28 +82,60 @@ class SynthSpec:
     def recordings(self) -> int:
         return self.n_recordings or max(4, min(self.n, self.n // 25))
 
+    @property
+    def machines(self) -> int:
+        return self.n_machines or max(2, self.recordings // 2)
 
-def draw_machines(n: int, rng: np.random.Generator, *, faulty: np.ndarray, difficulty: float) -> dict:
-    """Per-recording machine parameters (arrays of length n)."""
-    # Severity: impact peak over noise RMS, log-uniform; difficulty widens it down into the noise.
-    sev_hi = 3.0
-    sev_lo = sev_hi * 10.0 ** (-0.6 * difficulty)
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), n))
+
+
+def draw_machines(n: int, rng: np.random.Generator) -> dict:
+    """Parameters of ``n`` machines (arrays of length n; ``path`` is n x PATH_TAPS)."""
+    centre = rng.uniform(12.0, 38.0, n)
+    spread = rng.uniform(0.05, 0.2, n)
+    path = np.concatenate([np.ones((n, 1)), rng.normal(0.0, 0.15, (n, PATH_TAPS - 1))], axis=1)
     return {
-        "shaft_hz": rng.uniform(10.0, 40.0, n),
-        "gain": np.exp(rng.uniform(np.log(0.4), np.log(2.5), n)),
+        "shaft_lo_hz": centre * (1.0 - spread),
+        "shaft_hi_hz": centre * (1.0 + spread),
+        "gain": _log_uniform(rng, 0.4, 2.5, n),
         "harmonic_level": rng.uniform(0.3, 1.5, n),
-        "noise": np.exp(rng.uniform(np.log(0.5), np.log(1.0), n)),
+        "noise": _log_uniform(rng, 0.5, 1.0, n),
         "resonance_hz": rng.uniform(1800.0, 4800.0, n),
         "damping": rng.uniform(0.03, 0.08, n),
+        "resonance2_hz": rng.uniform(900.0, 6000.0, n),
+        "damping2": rng.uniform(0.02, 0.1, n),
+        "resonance2_share": rng.uniform(0.05, 0.25, n),
         "resonance_level": rng.uniform(0.5, 1.5, n),
+        "path": path,
         "defect_order": rng.uniform(3.0, 5.5, n),
-        "severity": np.where(faulty, np.exp(rng.uniform(np.log(sev_lo), np.log(sev_hi), n)), 0.0),
-        "faulty": faulty.astype(bool),
     }
 
 
+def draw_recordings(machines: dict, machine: np.ndarray, rng: np.random.Generator, *, faulty: np.ndarray,
+                    difficulty: float) -> dict:
+    """Per-recording parameters (arrays of length len(machine)): the machine's, with this recording's
+    shaft speed (from the machine's range), harmonic level (load) and defect severity."""
+    machine = np.asarray(machine, dtype=np.int64)
+    n = machine.size
+    out = {k: np.asarray(v)[machine] for k, v in machines.items() if not k.startswith("shaft_")}
+    # Severity: impact peak over noise RMS, log-uniform; difficulty widens it down into the noise.
+    sev_hi = 3.0
+    sev_lo = sev_hi * 10.0 ** (-0.5 * difficulty)
+    lo, hi = machines["shaft_lo_hz"][machine], machines["shaft_hi_hz"][machine]
+    out.update({
+        "machine": machine,
+        "shaft_hz": lo + rng.uniform(0.0, 1.0, n) * (hi - lo),
+        "harmonic_level": out["harmonic_level"] * _log_uniform(rng, 0.8, 1.25, n),
+        "severity": np.where(faulty, _log_uniform(rng, sev_lo, sev_hi, n), 0.0),
+        "faulty": np.asarray(faulty, dtype=bool),
+    })
+    return out
+
+
 def ring_response(resonance_hz, damping, fs: float) -> np.ndarray:
-    """The structure's impulse response (RING_SAMPLES long): a damped sinusoid, unit peak.
+    """A damped sinusoid (RING_SAMPLES long), unit peak.
 
     Scalars give one response; (rows, 1) columns give one row each.
     """
@@ -96,6 +143,20 @@ def ring_response(resonance_hz, damping, fs: float) -> np.ndarray:
     wn = 2.0 * np.pi * np.asarray(resonance_hz, dtype=float)
     zeta = np.asarray(damping, dtype=float)
     return np.exp(-zeta * wn * tau) * np.sin(wn * np.sqrt(1.0 - zeta**2) * tau)
+
+
+def structure_response(params: dict, fs: float) -> np.ndarray:
+    """The machine's impulse response at the sensor (rows x RING_SAMPLES), unit peak per row:
+    two resonances, then the transfer path (a short FIR filter)."""
+    col = lambda key: np.asarray(params[key], dtype=float).reshape(-1, 1)  # noqa: E731
+    share = col("resonance2_share")
+    ring = ((1.0 - share) * ring_response(col("resonance_hz"), col("damping"), fs)
+            + share * ring_response(col("resonance2_hz"), col("damping2"), fs))
+    path = np.asarray(params["path"], dtype=float).reshape(ring.shape[0], -1)
+    out = np.zeros_like(ring)
+    for lag in range(path.shape[1]):
+        out[:, lag:] += path[:, lag:lag + 1] * ring[:, :RING_SAMPLES - lag]
+    return out / np.abs(out).max(axis=1, keepdims=True)
 
 
 def render(params: dict, length: int, fs: float, rng: np.random.Generator, *,
@@ -118,7 +179,7 @@ def render(params: dict, length: int, fs: float, rng: np.random.Generator, *,
     noise_level = col("noise")
     broadband = rng.normal(0.0, 1.0, (rows, length)) * noise_level
 
-    ring = ring_response(col("resonance_hz"), col("damping"), fs)
+    ring = structure_response(params, fs)
 
     # Defect impacts: cumulative intervals with slip jitter, random first impact, +-20 % amplitude.
     defect_hz = col("defect_order")[:, 0] * shaft[:, 0]
@@ -146,18 +207,25 @@ def render(params: dict, length: int, fs: float, rng: np.random.Generator, *,
 
 
 def generate(spec: SynthSpec | None = None, **overrides) -> dict:
-    """A synthetic data set in the reference pickle format, plus recording ids.
+    """A synthetic data set in the reference pickle format, plus recording and machine ids.
 
     Returns a dict: ``time`` (N x L, s), ``signal`` (N x L, float32), ``label`` (N x 2 one-hot,
-    column 0 = class A healthy, column 1 = class B faulty), ``recording`` (N,) int ids, ``fs``,
-    ``classes`` and ``machines`` (the per-recording parameters, for inspection).
+    column 0 = class A healthy, column 1 = class B faulty), ``recording`` (N,) int ids, ``machine``
+    (N,) int ids, ``fs``, ``classes`` and ``machines`` (the per-recording parameters, with each
+    recording's ``machine``, for inspection).
+
+    Recording r belongs to machine r % n_machines; a machine's recordings alternate between healthy
+    and faulty, starting with either at random, so with the default two recordings per machine
+    every machine has one of each.
     """
     spec = dataclasses.replace(spec, **overrides) if spec else SynthSpec(**overrides)
     rng = np.random.default_rng(spec.seed)
-    n_rec = spec.recordings
-    faulty = np.arange(n_rec) % 2 == 1
-    rng.shuffle(faulty)
-    machines = draw_machines(n_rec, rng, faulty=faulty, difficulty=spec.difficulty)
+    n_rec, n_mach = spec.recordings, spec.machines
+    machine_of = np.arange(n_rec) % n_mach
+    first_faulty = rng.uniform(0.0, 1.0, n_mach) < 0.5
+    faulty = ((np.arange(n_rec) // n_mach) % 2 == 1) ^ first_faulty[machine_of]
+    machines = draw_recordings(draw_machines(n_mach, rng), machine_of, rng, faulty=faulty,
+                               difficulty=spec.difficulty)
     recording = np.sort(np.arange(spec.n) % n_rec)
     signal = np.empty((spec.n, spec.window_samples), dtype=np.float32)
     chunk = 200
@@ -175,6 +243,7 @@ def generate(spec: SynthSpec | None = None, **overrides) -> dict:
         "signal": signal,
         "label": label,
         "recording": recording.astype(np.int64),
+        "machine": machine_of[recording].astype(np.int64),
         "fs": float(spec.fs),
         "classes": ["A", "B"],
         "machines": {k: np.asarray(v) for k, v in machines.items()},
@@ -194,7 +263,8 @@ class MachineStream:
 
     With ``fault_onset_s`` the machine is healthy before and faulty from then on (the defect's
     impacts switch on); ``faulty`` makes it faulty throughout. ``severity`` fixes the impact level.
-    The machine itself is drawn like the training data's (:func:`draw_machines`).
+    The machine and the recording are drawn like the training data's (:func:`draw_machines`,
+    :func:`draw_recordings`).
     """
 
     #: Samples rendered per internal step: with the ring, one FFT of 16384 points per step.
@@ -213,7 +283,8 @@ class MachineStream:
         self.n_samples = int(round(duration_s * fs))
         rng = np.random.default_rng(seed)
         has_fault = faulty or fault_onset_s is not None
-        machine = draw_machines(1, rng, faulty=np.array([has_fault]), difficulty=difficulty)
+        machine = draw_recordings(draw_machines(1, rng), np.zeros(1, np.int64), rng, faulty=np.array([has_fault]),
+                                  difficulty=difficulty)
         if severity is not None and has_fault:
             machine["severity"] = np.array([float(severity)])
         self.machine = {k: v[0] for k, v in machine.items()}
@@ -224,7 +295,7 @@ class MachineStream:
         self.phases = rng.uniform(0.0, 2.0 * np.pi, 5)
         self.period = self.fs / (float(m["defect_order"]) * self.shaft_hz)  # samples between impacts
         self.first_hit = float(rng.uniform(0.0, 1.0)) * self.period
-        self.ring = ring_response(float(m["resonance_hz"]), float(m["damping"]), self.fs)
+        self.ring = structure_response(machine, self.fs)[0]
         self._n_fft = self.CHUNK + RING_SAMPLES
         self._ring_f = np.fft.rfft(self.ring, self._n_fft)
 

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn import dsp, guard, rundir
+from edgecnn.augment import Augmentation, augment_training
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dataset import WindowSet, split_by_recording
+from edgecnn.dataset import WindowSet, has_metadata, split_by_recording
 from edgecnn.errors import ConfigError, InputError
 from edgecnn.feature_cache import normalise, raw_features
 from edgecnn.fileio import write_json
@@ -53,8 +54,18 @@ class TrainResult:
     model: Any
 
 
-def default_config(arch: str, transform: str | None = None) -> SpectrogramConfig:
-    return SpectrogramConfig(transform=transform or DEFAULT_TRANSFORM.get(arch, "log"))
+#: Feature each architecture trains on unless told otherwise: the seed model keeps the reference
+#: notebook's spectrogram; the edge model reads the envelope spectrum with its level removed, which
+#: generalises across loads, fault sizes and machines (docs/training_results.md).
+DEFAULT_FEATURE = {"seed": "spectrogram", "edge": "envelope"}
+
+
+def default_config(arch: str, transform: str | None = None, feature: str | None = None) -> SpectrogramConfig:
+    """The DSP config an architecture trains on unless told otherwise (``--transform``/``--feature``)."""
+    feature = feature or DEFAULT_FEATURE.get(arch, "spectrogram")
+    transform = transform or DEFAULT_TRANSFORM.get(arch, "log")
+    level = "column_mean" if feature == "envelope" and transform == "log" else "none"
+    return SpectrogramConfig(transform=transform, feature=feature, level=level)
 
 
 def stratified_sample(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -90,16 +101,21 @@ def validation_split(data: WindowSet, train_idx: np.ndarray, *, val_fraction: fl
                      overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
     """(fit, validation, rule): by recording when every class keeps >= 3 training recordings.
 
+    When every recording names its machine (synthetic data), the draw is by machine instead (every
+    class keeping >= 3 training machines), so validation too measures unseen machines.
     With fewer (CWRU leaving a load out leaves two per class; its normal class is one recording cut
     in time), a recording-level draw would take half of a class's recordings away from training, so
     the validation side is instead the last ``val_fraction`` of each training recording's windows
     (they are in time order), with the windows that would share samples across the cut dropped.
     """
-    per_class = [np.unique(data.groups[train_idx][data.labels[train_idx] == c]).size
-                 for c in range(len(data.classes))]
+    by = default_split_key(data)
+    unit = (np.array([data.recordings[g][by] for g in data.groups[train_idx]]) if by
+            else data.groups[train_idx])
+    per_class = [np.unique(unit[data.labels[train_idx] == c]).size for c in range(len(data.classes))]
     if min(c for c in per_class if c > 0) >= 3:
-        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx)
-        return fit_idx, val_idx, "by recording"
+        fit_idx, val_idx = split_by_recording(data, test_fraction=val_fraction, seed=seed + 1, subset=train_idx,
+                                              by=by)
+        return fit_idx, val_idx, f"by {by or 'recording'}"
     if data.hop:  # windows closer than window_samples share samples across the cut
         gap = max(0, -(-data.windows.shape[1] // data.hop) - 1)
     else:
@@ -132,6 +148,8 @@ class TrainedModel:
     val_rule: str
     normalisation: str
     fit: FitResult
+    windows_trained_on: int
+    """Training windows the model saw: the fit side plus its augmented copies."""
 
     def verdict(self, data: WindowSet, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> guard.Verdict:
         """The degenerate-model guard on ``sets`` ({name: (true, predicted)}), with this training's
@@ -146,13 +164,15 @@ class TrainedModel:
 
 def train_model(data: WindowSet, train_idx: np.ndarray, raw: np.ndarray, cfg: SpectrogramConfig, *,
                 arch: str, options: FitOptions, normalisation: str | None = None, val_fraction: float = 0.2,
-                overlap: float = 0.0, n_test: int | None = None) -> TrainedModel:
+                overlap: float = 0.0, n_test: int | None = None,
+                augmentation: Augmentation | None = None) -> TrainedModel:
     """Train ``arch`` on the windows ``train_idx`` of ``data``: the one training step of `train` and `cv`.
 
     ``raw`` holds every window's un-normalised features (``feature_cache.raw_features``). A validation
     side is taken inside ``train_idx`` (``validation_split``), the normalisation is fitted on
-    ``train_idx`` only (``normalisation`` None: the arch's default), then ``edgecnn.fit`` trains with
-    early stopping on the validation side.
+    ``train_idx`` only (``normalisation`` None: the arch's default), ``augmentation`` (None: the
+    default ``Augmentation()``) adds altered copies of the fit side's windows (never of the
+    validation side), then ``edgecnn.fit`` trains with early stopping on the validation side.
     """
     from edgecnn.models import build_model
 
@@ -169,11 +189,29 @@ def train_model(data: WindowSet, train_idx: np.ndarray, raw: np.ndarray, cfg: Sp
         mean, std = dsp.fit_normalisation(raw[train_idx], per_bin=normalisation == "per_bin")
         cfg = cfg.with_normalisation(mean, std)
     images = normalise(raw, cfg)
+    x_fit, y_fit = images[fit_idx], data.labels[fit_idx]
+    augmentation = Augmentation() if augmentation is None else augmentation
+    if augmentation.enabled:
+        extra, origin = augment_training(data, fit_idx, augmentation, options.seed)
+        x_fit = np.concatenate([x_fit, dsp.features(extra, cfg, progress=Progress("augmenting",
+                                                                                  quiet=options.quiet))])
+        y_fit = np.concatenate([y_fit, data.labels[origin]])
+        log(f"augmentation: {len(extra)} altered copies of the {len(fit_idx)} training windows "
+            f"(speed +-{augmentation.speed:.0%}, gain +-{augmentation.gain_db:g} dB, SNR "
+            f"{augmentation.snr_db[0]:g}-{augmentation.snr_db[1]:g} dB)", options.quiet)
+        del extra
     n_classes = len(data.classes)
-    result = fit(lambda: build_model(arch, cfg.input_shape, n_classes), images[fit_idx], data.labels[fit_idx],
+    result = fit(lambda: build_model(arch, cfg.input_shape, n_classes), x_fit, y_fit,
                  images[val_idx], data.labels[val_idx], n_classes=n_classes, options=options)
     return TrainedModel(model=result.model, cfg=cfg, images=images, fit_idx=fit_idx, val_idx=val_idx,
-                        val_rule=val_rule, normalisation=normalisation, fit=result)
+                        val_rule=val_rule, normalisation=normalisation, fit=result,
+                        windows_trained_on=int(len(y_fit)))
+
+
+def default_split_key(data: WindowSet) -> str | None:
+    """``machine`` when every recording names its machine (synthetic data): splits then keep a
+    machine's recordings together, so held-out accuracy is that on unseen machines; else None."""
+    return "machine" if has_metadata(data, "machine") else None
 
 
 def check_out(out: str | Path, force: bool) -> Path:
@@ -191,9 +229,13 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
               val_fraction: float = 0.2, normalisation: str | None = None, strategy: str = "none",
               mixed_precision: bool = False, quiet: bool = False, force: bool = False,
               cache_dir: str | Path | None = None, use_cache: bool = True, learning_rate: float = 1e-3,
-              patience: int = 12, data_source: str | None = None, overlap: float = 0.0,
+              patience: int = 12, min_epochs: int = 10, data_source: str | None = None,
+              overlap: float = 0.0, augmentation: Augmentation | None = None,
               cv_by: str | None = None, cv: bool = True) -> TrainResult:
     """Train ``arch`` on ``data`` and write a run directory at ``out``; returns what it wrote.
+
+    ``augmentation`` adds altered copies of the training windows (never of validation or test
+    windows; ``Augmentation(copies=0)`` turns it off).
 
     ``overlap`` is the window overlap ``data`` was cut with, used only when ``data.hop`` is unknown
     (it sizes the gap of a time-based validation split, see ``validation_split``).
@@ -213,15 +255,18 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg = cfg.replace(norm_mean=(0.0,), norm_std=(1.0,))  # refitted by train_model, on this training split
     if data.windows.shape[1] != cfg.window_samples:
         raise InputError(f"windows have {data.windows.shape[1]} samples; the config needs {cfg.window_samples}")
+    augmentation = Augmentation() if augmentation is None else augmentation
     out = check_out(out, force)
     options = FitOptions(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                         patience=patience, strategy=strategy, mixed_precision=mixed_precision, quiet=quiet)
+                         patience=patience, min_epochs=min_epochs, strategy=strategy,
+                         mixed_precision=mixed_precision, quiet=quiet)
 
     everything = test_fraction == 0 and not test_where
     if everything:
         train_idx, test_idx = np.arange(len(data)), np.zeros(0, dtype=np.int64)
     else:
-        train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where)
+        train_idx, test_idx = split_by_recording(data, test_fraction=test_fraction, seed=seed, where=test_where,
+                                                 by=None if test_where else default_split_key(data))
     raw, cached = raw_features(data.windows, cfg, cache_dir=cache_dir, use_cache=use_cache,
                                progress=Progress("spectrograms", quiet=quiet))
     log(f"spectrograms {'from cache' if cached else 'computed'}: {raw.shape[1]}x{raw.shape[2]} "
@@ -230,9 +275,10 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
     if everything:
         estimate, cv_doc = _estimate(data, cfg, raw, cv=cv, by=cv_by, arch=arch, options=options,
                                      normalisation=normalisation, val_fraction=val_fraction, overlap=overlap,
-                                     data_source=data_source, label_map=label_map)
+                                     data_source=data_source, label_map=label_map, augmentation=augmentation)
     trained = train_model(data, train_idx, raw, cfg, arch=arch, options=options, normalisation=normalisation,
-                          val_fraction=val_fraction, overlap=overlap, n_test=len(test_idx))
+                          val_fraction=val_fraction, overlap=overlap, n_test=len(test_idx),
+                          augmentation=augmentation)
     cfg, images, result, model = trained.cfg, trained.images, trained.fit, trained.model
     fit_idx, val_idx, val_rule = trained.fit_idx, trained.val_idx, trained.val_rule
     normalisation = trained.normalisation
@@ -259,6 +305,7 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
 
     target = out if result.is_chief else _worker_out(out)
     split = {"seed": seed, "test_fraction": None if test_where else test_fraction,
+             "by": None if test_where else default_split_key(data) or "recording",
              "test_where": test_where, "val_fraction": val_fraction, "validation_rule": val_rule,
              "train": data.recording_ids(fit_idx), "validation": data.recording_ids(val_idx),
              "test": data.recording_ids(test_idx),
@@ -268,10 +315,13 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
         cfg, data.classes, label_map=label_map, arch=arch, seed=seed,
         data={**data.summary(), "source": data_source, "recordings": len(data.recordings)},
         training={"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                  "patience": patience, "strategy": strategy, "mixed_precision": mixed_precision,
-                  "normalisation": normalisation, "devices": result.devices, "replicas": result.replicas},
+                  "patience": patience, "min_epochs": min_epochs, "strategy": strategy,
+                  "mixed_precision": mixed_precision,
+                  "normalisation": normalisation, "augmentation": augmentation.to_dict(),
+                  "windows_trained_on": trained.windows_trained_on, "devices": result.devices,
+                  "replicas": result.replicas},
         footprint=footprint, tool_versions=tool_versions())
-    history = {**result.history, "best_epoch": result.best_epoch,
+    history = {**result.history, "best_epoch": result.best_epoch, "selection": result.selection,
                "seconds_per_epoch": result.seconds_per_epoch}
     calib = stratified_sample(data.labels[train_idx], CALIBRATION_WINDOWS, seed)
     _write_run(target, force=True if not result.is_chief else force, model=model, config=config, split=split,
@@ -291,8 +341,8 @@ def _worker_out(out: Path) -> Path:
 
 
 def _estimate(data: WindowSet, cfg: SpectrogramConfig, raw: np.ndarray, *, cv: bool, by: str | None, arch: str,
-              options: FitOptions, normalisation, val_fraction, overlap, data_source, label_map
-              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+              options: FitOptions, normalisation, val_fraction, overlap, data_source, label_map,
+              augmentation: Augmentation | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """metrics.json's ``estimate`` for a run trained on every recording, and the cv document behind it."""
     if not cv:
         return {"available": False,
@@ -300,12 +350,13 @@ def _estimate(data: WindowSet, cfg: SpectrogramConfig, raw: np.ndarray, *, cv: b
                           "was turned off (--no-cv): no held-out estimate exists"}, None
     from edgecnn.cv import CV_FILE, cross_validate, summary_line
 
-    by = by or "recording"
+    by = by or default_split_key(data) or "recording"
     log(f"no test set (test fraction 0): estimating held-out accuracy by cross-validation, leave one {by} out",
         options.quiet)
     doc = cross_validate(data, cfg, by=by, seeds=(options.seed,), arch=arch, options=options,
                          normalisation=normalisation, val_fraction=val_fraction, overlap=overlap, raw=raw,
-                         quiet=options.quiet, data_source=data_source, label_map=label_map)
+                         quiet=options.quiet, data_source=data_source, label_map=label_map,
+                         augmentation=augmentation)
     summary = doc["summary"]
     return {"available": True, "method": f"cross-validation, leave one {by} out", "by": by,
             "folds": len(doc["folds"]), "seeds": doc["seeds"], "float_accuracy": summary["float"]["mean"],

@@ -33,7 +33,7 @@ def golden_vectors(windows: np.ndarray, labels: np.ndarray, cfg: SpectrogramConf
                    input_spec: TensorSpec, output_spec: TensorSpec) -> dict[str, np.ndarray]:
     """Every stage's output for ``windows`` (N, window_samples), as saved in golden.npz."""
     windows = np.asarray(windows, dtype=np.float32)
-    magnitude = dsp.spectrogram(windows, cfg).astype(np.float32)
+    magnitude = dsp.magnitude_image(windows, cfg).astype(np.float32)
     features = dsp.features(windows, cfg)
     input_q = input_spec.quantize(features)
     output_q = run_litert(int8_model, input_q)

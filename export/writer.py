@@ -234,6 +234,9 @@ def device_section(dsp: str | None, adc: Any, cfg) -> dict[str, Any] | None:
         return None
     if dsp is not None and dsp not in BACKENDS:
         raise ConfigError(f"unknown DSP backend {dsp!r}; known backends: {', '.join(BACKENDS)}")
+    if dsp not in (None, "numpy") and cfg.feature != "spectrogram":
+        raise ConfigError(f"the {dsp} DSP backend computes spectrograms; this run's feature is {cfg.feature!r}, "
+                          f"which runs on the numpy backend (omit --dsp)")
     if dsp is not None:
         working_memory_bytes(dsp, cfg)  # refuses a frame length the backend has no tables for
     if adc is None and dsp == "cmsis-q15":

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window
+from edgecnn.dsp import _scaled_window, envelope_spectra, frame_envelope, transform_magnitudes
 from edgecnn.errors import ConfigError, InputError
 from firmware_sim.decisions import Decider, Decision, DecisionPolicy, Event
 from firmware_sim.streaming_stft import HISTORY_HOPS, FrameClock, _rfft_into
@@ -66,7 +66,10 @@ class MultiStreamSTFT(FrameClock):
         self._windowed = np.zeros((step, cfg.nperseg), dtype=np.float64)
         self._spectrum = np.zeros((step, cfg.n_freq), dtype=np.complex128)
         self._mag = np.zeros((step, cfg.n_freq), dtype=np.float64)
-        self._columns = np.zeros((n_sensors, cfg.n_frames, cfg.n_freq), dtype=np.float32)
+        # Per frame: a feature column, or (envelope feature) the frame's envelope values
+        self._envelope = cfg.feature == "envelope"
+        self._columns = (np.zeros((n_sensors, cfg.n_frames, cfg.envelope_per_frame), dtype=np.float64)
+                         if self._envelope else np.zeros((n_sensors, cfg.n_frames, cfg.n_freq), dtype=np.float32))
         self.reset()
 
     @property
@@ -96,13 +99,22 @@ class MultiStreamSTFT(FrameClock):
         return done
 
     def images_into(self, out: np.ndarray) -> None:
-        """Every sensor's image in time order into ``out`` (n_sensors, n_freq, n_frames)."""
+        """Every sensor's image in time order into ``out`` (n_sensors, rows, cols)."""
+        if self._envelope:
+            ordered = np.concatenate((self._columns[:, self._head:], self._columns[:, :self._head]), axis=1)
+            spectra = transform_magnitudes(envelope_spectra(ordered, self.cfg), self.cfg, freq_axis=-1)
+            out[:] = spectra.transpose(0, 2, 1)
+            return
         tail = self._n_frames - self._head
         out[:, :, :tail] = self._columns[:, self._head:].transpose(0, 2, 1)
         out[:, :, tail:] = self._columns[:, :self._head].transpose(0, 2, 1)
 
     def image(self, sensor: int) -> np.ndarray:
-        """One sensor's image (n_freq, n_frames, 1) float32 (a copy)."""
+        """One sensor's image (rows, cols, 1) float32 (a copy)."""
+        if self._envelope:
+            ordered = np.concatenate((self._columns[sensor, self._head:], self._columns[sensor, :self._head]))
+            spectra = transform_magnitudes(envelope_spectra(ordered, self.cfg), self.cfg, freq_axis=-1)
+            return np.ascontiguousarray(spectra.T)[:, :, None]
         ordered = np.concatenate((self._columns[sensor, self._head:], self._columns[sensor, :self._head]))
         return np.ascontiguousarray(ordered.T)[:, :, None]
 
@@ -123,6 +135,9 @@ class MultiStreamSTFT(FrameClock):
         for first in range(0, self.n_sensors, self._frame.shape[0]):
             frames = self._buf[first:first + self._frame.shape[0], start:start + self._nperseg]
             k = frames.shape[0]
+            if self._envelope:
+                self._columns[first:first + k, self._head] = frame_envelope(frames, self.cfg)
+                continue
             windowed, mag = self._windowed[:k], self._mag[:k]
             if self._detrend:
                 mean = np.add.reduce(frames, axis=1, keepdims=True)
@@ -186,7 +201,7 @@ class MultiStreamRuntime:
         self.faults = [SensorFaults() for _ in range(n_sensors)]
         self.events: list[tuple[int, Event]] = []
         self.timing = StreamTiming(cfg.fs)
-        self._images = np.zeros((n_sensors, cfg.n_freq, cfg.n_frames, 1), dtype=np.float32)
+        self._images = np.zeros((n_sensors, *cfg.input_shape), dtype=np.float32)
         self._fault_end = np.full(n_sensors, -1, dtype=np.int64)
         self._next_decision = cfg.n_frames
 

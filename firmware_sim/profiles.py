@@ -124,11 +124,17 @@ def runtime_buffer_bytes(cfg: SpectrogramConfig, *, block: int, input_itemsize: 
 
         history = (cfg.nperseg + block) * (2 if dsp == "cmsis-q15" else 4)
         scratch = {f"dsp_{dsp}_working": working_memory_bytes(dsp, cfg)["ram_total"]}
+    envelope = {}
+    if cfg.feature == "envelope":  # the last envelope_frames frames' values, float32
+        envelope = {"envelope_history": cfg.envelope_frames * cfg.envelope_per_frame * 4}
+        if "fft_scratch" in scratch:  # a complex frame, reused by the envelope spectrum's rfft
+            scratch["fft_scratch"] = 2 * max(cfg.nperseg, cfg.envelope_nfft) * 4
     return {
         "dma_buffers": 2 * block * 2,
         "sample_history": history,
         **scratch,
-        "rolling_image": cfg.n_freq * cfg.n_frames * input_itemsize,
+        **envelope,
+        "rolling_image": cfg.image_rows * cfg.image_cols * input_itemsize,
         "smoothing": smooth * n_classes * 4,
     }
 

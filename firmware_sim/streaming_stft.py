@@ -24,6 +24,12 @@ The per-frame function is a parameter (``magnitude_fn(frames (k, nperseg), cfg) 
 float64), so CMSIS-DSP style backends plug in unchanged (they take the vectorised path for every
 frame). Device side: numpy only, no TensorFlow; this module decides *when* to call the one
 definition of the spectrum, and its single-frame path repeats that definition's steps exactly.
+
+The ``envelope`` feature (``cfg.feature``) uses the same framing and history: each frame gives
+``envelope_per_frame`` values (``edgecnn.dsp.frame_envelope``), the ring keeps the last
+``n_frames`` frames' values, and ``image()`` turns them into the ``image_cols`` envelope spectrum
+columns (``edgecnn.dsp.envelope_spectra``), so the streamed image equals the batch one. It runs on
+the numpy backend (with or without the ADC model); the CMSIS backends compute spectrograms only.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window, frame_magnitudes, transform_magnitudes
+from edgecnn.dsp import _scaled_window, envelope_spectra, frame_envelope, frame_magnitudes, transform_magnitudes
 from edgecnn.errors import ConfigError
+from firmware_sim.dsp_backends import _as_units
 
 MagnitudeFn = Callable[[np.ndarray, SpectrogramConfig], np.ndarray]
 
@@ -119,7 +126,14 @@ class StreamingSTFT(FrameClock):
         self.cfg = cfg
         self.magnitude_fn = magnitude_fn
         self.frames_per_step = frames_per_step
-        self._fast = is_reference(magnitude_fn)
+        self._envelope = cfg.feature == "envelope"
+        if self._envelope and magnitude_fn is not frame_magnitudes and getattr(magnitude_fn, "name", None) != "numpy":
+            raise ConfigError(f"the envelope feature runs on the numpy DSP backend; "
+                              f"{getattr(magnitude_fn, 'name', magnitude_fn)!r} computes spectrograms only")
+        self._fast = is_reference(magnitude_fn) and not self._envelope
+        # Values each frame leaves in the ring: a feature column, or the frame's envelope values
+        width = cfg.envelope_per_frame if self._envelope else cfg.n_freq
+        self._width = width
         self._nperseg, self._hop, self._n_frames = cfg.nperseg, cfg.hop, cfg.n_frames
         self._detrend = cfg.detrend == "constant"
         self._window = _scaled_window(cfg)
@@ -144,8 +158,8 @@ class StreamingSTFT(FrameClock):
         self._windowed = np.zeros((most, cfg.nperseg), dtype=np.float64)
         self._spectrum = np.zeros((most, cfg.n_freq), dtype=np.complex128)
         self._mag = np.zeros((most, cfg.n_freq), dtype=np.float64)
-        self._columns = np.zeros((cfg.n_frames, cfg.n_freq), dtype=np.float32)
-        self._no_columns = np.zeros((0, cfg.n_freq), dtype=np.float32)
+        self._columns = np.zeros((cfg.n_frames, width), dtype=np.float64 if self._envelope else np.float32)
+        self._no_columns = np.zeros((0, width), dtype=self._columns.dtype)
         self._no_columns.setflags(write=False)
         self.reset()
 
@@ -170,8 +184,9 @@ class StreamingSTFT(FrameClock):
 
     # Life cycle --------------------------------------------------------------------------------
     def push(self, block: np.ndarray) -> np.ndarray:
-        """Feed samples; returns the new feature columns (k, n_freq) float32, k >= 0 (a read-only
-        empty array when no frame completed)."""
+        """Feed samples; returns what the k >= 0 completed frames give (a read-only empty array
+        when none completed): feature columns (k, n_freq) float32, or for the envelope feature the
+        frames' envelope values (k, envelope_per_frame) float64."""
         early = self._append(block)
         columns = self.flush()
         if early is None:
@@ -201,17 +216,21 @@ class StreamingSTFT(FrameClock):
         return self._fast_frames(frames) if self._fast else self._many_frames(frames)
 
     def image(self) -> np.ndarray:
-        """The last ``n_frames`` columns in time order: (n_freq, n_frames, 1) float32 (a copy)."""
+        """The model's image of the last ``n_frames`` frames: (rows, cols, 1) float32 (a copy)."""
         self.flush()
-        out = np.empty((self.cfg.n_freq, self._n_frames, 1), dtype=np.float32)
+        out = np.empty(self.cfg.input_shape, dtype=np.float32)
         self.image_into(out[:, :, 0])
         return out
 
     def image_into(self, out: np.ndarray) -> None:
-        """Write the image in time order into ``out`` (n_freq, n_frames): no allocation."""
+        """Write the image in time order into ``out`` (rows, cols): no allocation for spectrograms."""
         self.flush()
         head = self._head
         tail = self._n_frames - head
+        if self._envelope:
+            values = np.concatenate((self._columns[head:], self._columns[:head]))
+            out[:] = transform_magnitudes(envelope_spectra(values, self.cfg), self.cfg, freq_axis=-1).T
+            return
         out[:, :tail] = self._columns[head:].T
         out[:, tail:] = self._columns[:head].T
 
@@ -292,6 +311,10 @@ class StreamingSTFT(FrameClock):
         return out
 
     def _many_frames(self, frames: np.ndarray) -> np.ndarray:
+        if self._envelope:
+            columns = frame_envelope(_as_units(frames, getattr(self.magnitude_fn, "adc", None), "numpy"), self.cfg)
+            self._store(columns)
+            return columns
         columns = transform_magnitudes(self.magnitude_fn(frames, self.cfg), self.cfg, freq_axis=-1)
         self._store(columns)
         return columns
@@ -305,7 +328,7 @@ class StreamingSTFT(FrameClock):
         self._written += block.shape[0]
         total = 0 if signal.size < self._nperseg else 1 + (signal.size - self._nperseg) // self._hop
         before = 0 if early is None else early.shape[0]
-        out = np.empty((before + total, self.cfg.n_freq), dtype=np.float32)
+        out = np.empty((before + total, self._width), dtype=self._columns.dtype)
         if before:
             out[:before] = early
         new = out[before:]

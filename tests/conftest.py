@@ -7,12 +7,13 @@ with every default format. Both are session-scoped and take a few seconds each.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from edgecnn.quiet import quiet_tensorflow_environment
+
+quiet_tensorflow_environment()  # as the CLI does; subprocesses inherit edgecnn's choice
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +46,9 @@ def trained_run_dir(trained_data, tmp_path_factory) -> Path:
     """The real training pipeline (edge architecture, 15 epochs) on ``trained_data``: a model worth comparing."""
     from edgecnn.dataset import load_windows
     from edgecnn.train import train_run
+    from tests.util import deterministic_training
 
+    deterministic_training(0)
     out = tmp_path_factory.mktemp("trained_run_parent") / "run"
     train_run(load_windows(trained_data), out=out, arch="edge", epochs=15, seed=0, quiet=True, use_cache=False,
               data_source=str(trained_data))

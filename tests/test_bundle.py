@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn.config import SpectrogramConfig
+from edgecnn.config import FEATURE_VERSION, SpectrogramConfig
 from edgecnn.errors import BundleError, InputError
 from export.bundle import (
     BUNDLE_FORMAT,
@@ -69,7 +69,7 @@ def test_load_bundle_gives_config_classes_and_models(tiny_bundle, tiny_run_dir):
     assert bundle.model_path(int8) == tiny_bundle / "model_int8.tflite"
     assert int8.input.shape == (1, *bundle.cfg.input_shape)
     assert bundle.manifest["format"] == BUNDLE_FORMAT and bundle.manifest["schema_version"] == SCHEMA_VERSION
-    assert bundle.manifest["dsp"]["feature_version"] == 1
+    assert bundle.manifest["dsp"]["feature_version"] == FEATURE_VERSION
     assert set(bundle.golden()) >= {"windows", "features", "input_int8", "output_int8"}
     training = bundle.manifest["training"]
     assert (training["arch"], training["seed"], training["data"]["windows"]) == ("tiny", 0, 96)
@@ -215,4 +215,4 @@ def test_force_never_replaces_a_folder_that_is_not_a_bundle(tmp_path):
 def test_bundle_config_round_trips_through_the_manifest(tiny_bundle):
     manifest = json.loads((tiny_bundle / MANIFEST_FILE).read_text())
     cfg = SpectrogramConfig.from_dict(manifest["dsp"])
-    assert cfg.transform == "log" and len(cfg.norm_mean) == cfg.n_freq
+    assert cfg.transform == "log" and len(cfg.norm_mean) == cfg.image_rows

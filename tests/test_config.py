@@ -49,7 +49,7 @@ def test_json_round_trip_with_normalisation():
     ({"detrend": "linear"}, r"Parameter detrend='linear' must be one of \('constant', 'none'\)"),
     ({"transform": "mel"}, r"Parameter transform='mel' must be one of \('magnitude', 'log'\)"),
     ({"log_floor_db": float("inf")}, r"Parameter log_floor_db=inf must be finite"),
-    ({"norm_mean": (0.0, 1.0)}, r"Parameter norm_mean has 2 values; it needs 1 or n_freq=129"),
+    ({"norm_mean": (0.0, 1.0)}, r"Parameter norm_mean has 2 values; it needs 1 or one per image row \(129\)"),
     ({"norm_std": (0.0,)}, r"Parameter norm_std must be > 0 everywhere"),
     ({"norm_mean": ("a",)}, r"Parameter norm_mean=\('a',\) must be a sequence of numbers"),
     ({"norm_mean": (float("nan"),)}, r"Parameter norm_mean must hold finite numbers"),

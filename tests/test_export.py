@@ -16,7 +16,7 @@ from edgecnn.errors import BundleError, ConfigError, InputError
 from edgecnn.rundir import read_run
 from export import carray
 from export.bundle import MANIFEST_FILE, TensorSpec, load_bundle
-from export.footprint import count_params_macs, device_buffers, layer_costs, tflm_arena
+from export.footprint import count_params_macs, layer_costs, tflm_arena
 from export.writer import DEFAULT_FORMATS, export_bundle, parse_formats, stratified_sample
 
 
@@ -126,11 +126,42 @@ def test_int8_onnx_is_static_qdq_with_per_channel_weights(tiny_bundle):
     ops = [node.op_type for node in proto.graph.node]
     assert ops.count("QuantizeLinear") >= 3 and ops.count("DequantizeLinear") >= 6
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
-    int8_weights = [v for v in inits.values() if v.dtype == np.int8 and v.ndim == 4]
-    assert len(int8_weights) == 2  # both convolution kernels stored as int8
+    weights = [v for v in inits.values() if v.dtype == np.uint8 and v.ndim == 4]
+    assert len(weights) == 2  # both convolution kernels stored as 8-bit (U8U8: no int16 saturation)
     per_channel = [node for node in proto.graph.node if node.op_type == "DequantizeLinear"
                    and node.input[1] in inits and inits[node.input[1]].size in (8, 16)]
     assert len(per_channel) >= 2  # one scale per output channel (8 and 16 filters)
+
+
+def test_int8_onnx_fused_kernels_compute_what_the_qdq_graph_defines(trained_bundle, trained_data):
+    """ONNX Runtime's fused 8-bit kernels against the same graph run op by op in float (optimisation
+    off: QuantizeLinear, DequantizeLinear and float Conv, the QDQ definition). With signed int8
+    activations, x86 CPUs without AVX-VNNI saturate an int16 sum inside the first convolution and
+    the trained model's output moved by up to 190 steps of its last quantiser; U8U8 must stay within
+    one step on every window and never change the predicted class."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgecnn import parity
+
+    bundle = load_bundle(trained_bundle)
+    path = bundle.model_path(bundle.model("onnx", "int8"))
+    images = parity.select_data(bundle, trained_data).images
+
+    def run(level):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: images})[0]
+
+    fused = run(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+    reference = run(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    proto = onnx.load(str(path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in proto.graph.initializer}
+    last = next(n for n in reversed(proto.graph.node) if n.op_type == "DequantizeLinear")
+    step = float(inits[last.input[1]])  # the output quantiser's scale: one step of probability
+    assert np.abs(fused - reference).max() <= step * 1.001
+    np.testing.assert_array_equal(fused.argmax(1), reference.argmax(1))
 
 
 def test_model_files_carry_the_dsp_config(tiny_bundle):
@@ -203,14 +234,21 @@ def test_footprint_in_the_manifest_is_measured(tiny_bundle):
     bundle = load_bundle(tiny_bundle)
     fp = bundle.footprint
     entry = bundle.model("tflite", "int8")
-    assert fp["flash_bytes"] == entry.bytes
+    assert fp["flash_bytes"] == entry.bytes == bundle.model_path(entry).stat().st_size
     arena = tflm_arena(bundle.model_path(entry))
     assert fp["arena_bytes_tflm"] == arena["total"] == entry.arena_bytes
     assert arena["head"] + arena["tail"] == arena["total"]
     # the arena must at least hold the int8 input image and the first conv's activations (64x21x8)
     assert arena["head"] >= 129 * 44 + 64 * 21 * 8
-    assert fp["device_buffers"] == device_buffers(bundle.cfg)
-    assert fp["device_buffers"]["rolling_image_bytes"] == 129 * 44  # int8 columns, as the model input
+    buffers = fp["device_buffers"]
+    # from first principles for 256-sample blocks and 256-sample frames: two DMA half-buffers of int16
+    # plus a float32 history of a frame and a block; one complex64 frame; int8 columns as the model input
+    assert buffers["ring_buffer_bytes"] == 2 * 256 * 2 + (256 + 256) * 4
+    assert buffers["stft_scratch_bytes"] == 256 * 8
+    assert buffers["rolling_image_bytes"] == 129 * 44
+    assert buffers["total_bytes"] == sum(buffers[k] for k in ("ring_buffer_bytes", "stft_scratch_bytes",
+                                                              "rolling_image_bytes", "smoothing_bytes"))
+    assert set(buffers["dsp_working_memory"]) == {"numpy", "cmsis-f32", "cmsis-q15"}
     assert "64-bit" in fp["arena_note"]
 
 

@@ -232,7 +232,27 @@ def test_stream_profile_check_counts_the_declared_dsp(q15_bundle, tmp_path):
 
 
 # The fidelity report -----------------------------------------------------------------------
-def test_fidelity_command_on_a_trained_bundle(trained_bundle, trained_data, tmp_path):
+@pytest.fixture(scope="module")
+def spectrogram_bundle(trained_data, tmp_path_factory):
+    """The edge CNN trained on spectrograms (the CMSIS backends' feature) of the trained data."""
+    from edgecnn.dataset import load_windows
+    from edgecnn.train import default_config, train_run
+    from export.writer import export_bundle
+
+    root = tmp_path_factory.mktemp("spectrogram_run")
+    train_run(load_windows(trained_data), default_config("edge", feature="spectrogram"), out=root / "run",
+              arch="edge", epochs=15, seed=0, quiet=True, use_cache=False, data_source=str(trained_data))
+    return export_bundle(root / "run", root / "bundle", quiet=True)
+
+
+def test_fidelity_refuses_an_envelope_bundle(trained_bundle, trained_data):
+    proc = run_cli("fidelity", str(trained_bundle), "--data", str(trained_data), "--quiet")
+    assert proc.returncode == 2
+    assert "this bundle's feature is 'envelope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fidelity_command_on_a_trained_bundle(spectrogram_bundle, trained_data, tmp_path):
+    trained_bundle = spectrogram_bundle
     out, plot = tmp_path / "fidelity.json", tmp_path / "fidelity.png"
     proc = run_cli("fidelity", str(trained_bundle), "--data", str(trained_data), "--json", str(out),
                    "--plot", str(plot), "--max-drop", "0.02", "--quiet")

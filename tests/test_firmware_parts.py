@@ -186,7 +186,10 @@ def test_timing_without_decisions_has_no_latency_figures():
     timing.record_block(256, 0.001)
     s = timing.summary()
     assert s["decision_latency_ms_p50"] is None and s["decision_latency_ms_worst"] is None
-    json.dumps(s, allow_nan=False)
+    # the block figures are still there: 1 ms of work per 20 ms block
+    assert s["blocks"] == 1 and s["deadline_misses"] == 0
+    assert s["cpu_load"] == pytest.approx(0.001 / (256 / 12800.0), rel=1e-6)
+    assert json.loads(json.dumps(s, allow_nan=False)) == s  # strict JSON: None, never NaN
 
 
 # Profiles --------------------------------------------------------------------------------------

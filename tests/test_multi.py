@@ -97,7 +97,7 @@ def test_multi_stft_images_equal_single_stft_images(signals, bundle):
     singles = [StreamingSTFT(cfg) for _ in range(N_SENSORS)]
     rng = np.random.default_rng(0)
     pos = 0
-    images = np.zeros((N_SENSORS, cfg.n_freq, cfg.n_frames), dtype=np.float32)
+    images = np.zeros((N_SENSORS, *cfg.input_shape[:2]), dtype=np.float32)
     while pos < 30000:
         size = int(rng.integers(1, 3000))
         frames = multi.push(signals[:, pos:pos + size])

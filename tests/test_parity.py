@@ -37,12 +37,19 @@ def test_parity_cli_evaluates_every_format_on_the_runs_test_recordings(trained_b
     # exactly the run's held-out recordings: 12 of 48 recordings, 10 windows each
     assert result["model_level"]["n_windows"] == 120
     assert "the run's test recordings: 12 of 48 recordings" in result["model_level"]["selection"]
-    # The parity regression gate of this project: int8 within half a point of float, agreement >= 98 %
-    ref_acc = variants["keras_float32"]["accuracy"]
-    assert ref_acc > 0.75
+    # Counted in windows (120 of them; one window is 0.0083 of accuracy): every int8 model loses at most
+    # one window against float and disagrees with it on at most two, as the CLI's default gate
+    # (--max-drop 0.01, --min-agreement 0.98) allows on 120 windows.
+    n = result["model_level"]["n_windows"]
+
+    def windows(fraction: float) -> int:
+        return round(fraction * n)
+
+    correct_float = windows(variants["keras_float32"]["accuracy"])
+    assert correct_float >= 90  # the model learnt the task (at least 3 windows in 4)
     for name in ("tflite_int8/litert", "tflite_int8/tflm", "onnx_int8/onnxruntime"):
-        assert ref_acc - variants[name]["accuracy"] <= 0.005, name
-        assert variants[name]["vs_reference"]["agreement"] >= 0.98, name
+        assert correct_float - windows(variants[name]["accuracy"]) <= 1, name
+        assert n - windows(variants[name]["vs_reference"]["agreement"]) <= 2, name
     # float formats reproduce Keras
     for name in ("tflite_float32/litert", "onnx_float32/onnxruntime"):
         assert variants[name]["vs_reference"]["max_abs_error"] < 1e-4
@@ -107,7 +114,11 @@ def test_stream_level_float_and_int8_through_firmware_sim(tiny_bundle):
         # decisions every 14 frames once a full window exists: (8 s - window) / 0.245 s
         assert m["decisions"] == pytest.approx((8.0 - 10000 / 12800) / (14 * 224 / 12800), abs=2)
         assert m["class_changes"] == 1
-    assert 0.0 <= stream["decision_agreement"] <= 1.0
+    # the device acts on the smoothed state: float and int8 agree on it everywhere and raise the same
+    # events; raw per-decision argmax (this 2-epoch model sits near its boundary) differs on at most 2
+    assert stream["state_agreement"] == 1.0 and stream["same_events"] is True
+    n = stream["variants"]["int8"]["decisions"]
+    assert n - round(stream["decision_agreement"] * n) <= 2
 
 
 def test_recording_timeline_plays_only_test_windows_in_order(tiny_bundle, tiny_data):
@@ -115,9 +126,18 @@ def test_recording_timeline_plays_only_test_windows_in_order(tiny_bundle, tiny_d
     data = parity.select_data(bundle, tiny_data["unseen"])
     tl = parity.recording_timeline(bundle, data, windows_each=2)
     assert tl.signal.size == 8 * 2 * 10000
-    assert tl.classes[:2] in ([0, 1], [1, 0]) and len(tl.starts) == len(tl.classes)
-    first = data.windows.windows[np.flatnonzero(data.groups == data.groups[0])[0]]
-    assert np.array_equal(tl.signal[:10000], first) or tl.classes[0] != data.labels[0]
+    # every 10000-sample piece is one test window, each played once, a recording's windows in order,
+    # and the timeline's truth at each piece is that window's label
+    pieces = tl.signal.reshape(-1, 10000)
+    played = [int(np.flatnonzero((data.windows.windows == piece).all(axis=1))[0]) for piece in pieces]
+    assert len(set(played)) == len(played) == 16
+    for g in np.unique(data.groups):
+        mine = [i for i in played if data.groups[i] == g]
+        assert mine == sorted(mine) and len(mine) == 2
+    assert [tl.truth_at(k * 10000) for k in range(16)] == [int(data.labels[i]) for i in played]
+    # classes alternate from the first class on, a boundary wherever the class changes
+    assert tl.classes[0] == 0 and all(a != b for a, b in zip(tl.classes, tl.classes[1:]))
+    assert len(tl.starts) == len(tl.classes) and tl.starts[0] == 0
 
 
 def test_gate_logic():
@@ -142,6 +162,8 @@ def test_parity_errors(tiny_bundle, tmp_path):
     proc = run_cli("parity", str(tiny_bundle), "--data", str(tmp_path), "--max-drop", "2")
     assert proc.returncode == 2 and proc.stderr.startswith("edgecnn parity: error: --max-drop 2.0 must be in [0, 1]")
     proc = run_cli("parity", str(tiny_bundle), "--data", str(tmp_path), "--label-map", "healthy=A,broken=B",
-                   "--stream", "data", "--quiet", "--no-keras", "--runtimes", "litert", "--min-agreement", "0")
-    assert proc.returncode in (0, 1), proc.stderr
+                   "--stream", "data", "--quiet", "--no-keras", "--runtimes", "litert", "--min-agreement", "0",
+                   "--max-drop", "1")
+    assert proc.returncode == 0, proc.stderr  # a gate that cannot fail: the label map and stream ran
+    assert "gate: PASSED" in proc.stdout
     assert "6 test recordings back to back" in proc.stdout  # each 30000-sample recording cut in 3 segments

@@ -18,6 +18,7 @@ from export.bundle import load_bundle
 from firmware_sim.interpreters import open_interpreter
 from firmware_sim.runtime import StreamRuntime
 from firmware_sim.sources import SynthSource
+from tests.util import deterministic_training
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def trained_bundle(tmp_path_factory):
     windows, labels = data["signal"], data["label"].argmax(axis=1).astype(np.int64)
     cfg = SpectrogramConfig(transform="log")
     cfg = cfg.with_normalisation(*dsp.fit_normalisation(dsp.features(windows, cfg, normalise=False)))
-    keras.utils.set_random_seed(0)
+    deterministic_training(0)
     model = build_compact_cnn(cfg.input_shape, 2)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])

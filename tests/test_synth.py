@@ -152,3 +152,64 @@ def test_reference_notebook_script_runs_on_synth_pickle(tmp_path):
     import json
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["n_train"] == 42 and result["n_test"] == 18
+
+
+def test_recordings_belong_to_machines_with_one_healthy_and_one_faulty_recording_each():
+    data = synth.generate(n=160, seed=4, n_recordings=16)
+    machine, recording = data["machine"], data["recording"]
+    assert machine.shape == (160,) and machine.dtype == np.int64 and set(machine.tolist()) == set(range(8))
+    m = data["machines"]
+    for rid in range(16):
+        assert np.unique(machine[recording == rid]).size == 1
+        assert m["machine"][rid] == machine[recording == rid][0]
+    for mid in range(8):
+        recs = np.flatnonzero(m["machine"] == mid)
+        assert sorted(m["faulty"][recs].tolist()) == [False, True]
+        # the machine's own physics is shared by its recordings; the shaft speed varies within its range
+        for key in ("resonance_hz", "resonance2_hz", "gain", "noise", "defect_order"):
+            assert np.unique(m[key][recs]).size == 1
+        assert np.array_equal(m["path"][recs[0]], m["path"][recs[1]])
+    assert np.unique(m["resonance_hz"]).size == 8 and np.unique(m["path"][:, 1]).size == 8
+
+
+def _healthy_spectra_db(data):
+    """Mean log power spectrum (200 Hz bands, 500-6000 Hz) of each healthy recording."""
+    f = np.fft.rfftfreq(10000, 1 / 12800)
+    power = np.abs(np.fft.rfft(data["signal"].astype(np.float64), axis=1)) ** 2
+    edges = np.arange(500, 6001, 200)
+    bands = np.stack([power[:, (f >= lo) & (f < lo + 200)].mean(axis=1) for lo in edges[:-1]], axis=1)
+    out = {}
+    for rid in np.unique(data["recording"]):
+        if not data["machines"]["faulty"][rid]:
+            out[int(rid)] = 10 * np.log10(bands[data["recording"] == rid].mean(axis=0))
+    return out
+
+
+def test_machines_differ_more_than_recordings_of_one_machine():
+    # four recordings per machine (two healthy): the spectral shape is the machine's, not the recording's
+    data = synth.generate(n=240, seed=6, n_recordings=24, n_machines=6)
+    spectra = _healthy_spectra_db(data)
+    machine = data["machines"]["machine"]
+    shape = {r: s - s.mean() for r, s in spectra.items()}  # gain removed: the shape alone
+    same, other = [], []
+    ids = sorted(shape)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            (same if machine[a] == machine[b] else other).append(np.mean(np.abs(shape[a] - shape[b])))
+    assert len(same) == 6 and np.median(other) > 3 * np.max(same)  # dB against dB
+
+
+def test_the_pickle_carries_machines_and_training_splits_by_machine(tmp_path):
+    from edgecnn.dataset import load_windows, split_by_recording
+    from edgecnn.train import default_config, default_split_key, validation_split
+
+    path = synth.write_pickle(tmp_path / "d.pkl", synth.generate(n=240, seed=1, n_recordings=24))
+    ws = load_windows(path, default_config("edge"))
+    assert default_split_key(ws) == "machine"
+    assert {r["machine"] for r in ws.recordings} == set(range(12))
+    train, test = split_by_recording(ws, test_fraction=0.25, seed=0, by="machine")
+    machines = lambda idx: {ws.recordings[g]["machine"] for g in np.unique(ws.groups[idx])}  # noqa: E731
+    assert len(machines(test)) == 3 and not machines(train) & machines(test)
+    assert set(ws.labels[test].tolist()) == {0, 1}
+    fit, val, rule = validation_split(ws, train, val_fraction=0.2, seed=0)
+    assert rule == "by machine" and len(machines(val)) == 2 and not machines(fit) & machines(val)

@@ -12,6 +12,7 @@ from edgecnn.errors import ConfigError
 from edgecnn.feature_cache import cache_key, normalise, raw_features
 from edgecnn.fit import class_weight_vector
 from edgecnn.train import default_config, stratified_sample, train_run
+from tests.util import deterministic_training
 
 ARTEFACTS = ("model.keras", "config.json", "calibration.npz", "split.json", "history.json", "metrics.json",
              "training_curves.png", "confusion_matrix.png", "example_spectrograms.png", "test_prediction.png")
@@ -22,6 +23,7 @@ def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     data_path = synth.write_pickle(folder / "tiny.pkl", synth.generate(n=96, seed=3, n_recordings=8))
     ws = load_windows(data_path, default_config("edge"))
+    deterministic_training(0)
     result = train_run(ws, default_config("edge"), out=folder / "run", arch="edge", epochs=2, batch_size=16,
                        quiet=True, cache_dir=folder / "cache", data_source=str(data_path))
     return {"folder": folder, "data": data_path, "ws": ws, "result": result, "run": folder / "run"}
@@ -34,7 +36,7 @@ def test_tiny_run_writes_every_artefact_and_the_model_reloads(tiny):
     assert sorted(p.name for p in run.iterdir()) == sorted(ARTEFACTS)
     info = rundir.read_run(run)
     assert info.classes == ["A", "B"] and info.config["arch"] == "edge"
-    assert info.cfg.transform == "log" and len(info.cfg.norm_mean) == info.cfg.n_freq
+    assert info.cfg.transform == "log" and len(info.cfg.norm_mean) == info.cfg.image_rows
     # The reloaded model on features computed the device's way (dsp.features with the stored config)
     # reproduces the test accuracy the run reported.
     ws = tiny["ws"]

@@ -18,7 +18,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """The current environment with this checkout first on PYTHONPATH (works from any cwd)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("TF_DETERMINISTIC_OPS", "1")  # training in a subprocess: same ops, same order, same sums
     env.update(extra)
     return env
 
@@ -68,6 +68,20 @@ def write_resealed(bundle: Path, manifest: dict) -> None:
 TINY_CLASSES = ["A", "B"]
 
 
+def deterministic_training(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's ops deterministic (this process).
+
+    Without op determinism, multi-threaded reductions sum in a varying order and a trained fixture
+    differs from machine to machine in its last bits, enough to flip a window on the decision
+    boundary. Once enabled it stays on for the test session.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def build_tiny_model(input_shape: tuple[int, ...], n_classes: int = 2):
     """Conv2D stride 2 -> Conv2D stride 2 -> global average pooling -> Dense softmax."""
     import keras
@@ -85,7 +99,6 @@ def write_tiny_run(run: Path) -> Path:
     """A complete, real run directory (format edgecnn-run v1): a tiny CNN trained 2 epochs on synth windows."""
     import json
 
-    import keras
     import numpy as np
 
     from edgecnn import dsp, rundir, synth
@@ -99,7 +112,7 @@ def write_tiny_run(run: Path) -> Path:
     cfg = cfg.with_normalisation(mean, std)
     images = dsp.features(windows, cfg)
 
-    keras.utils.set_random_seed(0)
+    deterministic_training(0)
     model = build_tiny_model(cfg.input_shape, len(TINY_CLASSES))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images, labels, epochs=2, batch_size=16, verbose=0)

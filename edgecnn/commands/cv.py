@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgecnn.commands.train import add_training_arguments, load_training_data, warn_degenerate
+from edgecnn.commands.train import add_training_arguments, load_training_data, training_settings, warn_degenerate
 from edgecnn.errors import ConfigError
 
 
@@ -43,13 +43,17 @@ def run(args) -> int:
     from edgecnn.fit import FitOptions
     from edgecnn.train import default_config
 
-    options = FitOptions(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, quiet=args.quiet)
-    cfg = default_config(args.arch, args.transform)
+    options = FitOptions(epochs=args.epochs, batch_size=args.batch_size, patience=args.patience,
+                         min_epochs=args.min_epochs, quiet=args.quiet)
+    cfg = default_config(args.arch, args.transform, args.feature)
     data = load_training_data(args, cfg)
+    from edgecnn.quiet import import_tensorflow
+
+    import_tensorflow()  # now, quietly (edgecnn.quiet): bad input above was refused without it
     doc = cross_validate(data, cfg, by=args.by, seeds=seeds, arch=args.arch, options=options,
-                         normalisation=args.normalisation, overlap=args.overlap, cache_dir=args.cache_dir,
+                         normalisation=args.normalisation, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, quiet=args.quiet, data_source=str(args.data),
-                         label_map=args.label_map)
+                         label_map=args.label_map, **training_settings(args, cfg, data))
     write_outputs(doc, out)
     if not args.quiet:
         print(f"{args.arch}: {summary_line(doc)}; wrote {out / CV_FILE}, cv.md, cv.png")

@@ -9,12 +9,17 @@ stages wrote.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 from edgecnn.errors import EdgeCNNError, InputError
 
 ONSET_STREAM = "synth:duration=60,onset=30,seed=7"
+#: Written first into a demo folder: the folder is edgecnn demo's own output, so a rerun may replace it.
+MARKER = ".edgecnn-demo"
+MARKER_TEXT = "This folder is the output of `edgecnn demo`; a new `edgecnn demo --out` here replaces all of it.\n"
+DEFAULT_OUT = "out/demo"
 
 
 def register(sub) -> None:
@@ -22,13 +27,15 @@ def register(sub) -> None:
                        description="Synthesise data, train the edge CNN, export the bundle, run the parity gate "
                                    "and stream a fault-onset recording through firmware_sim; prints a summary "
                                    "with the time of each stage.")
-    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"output folder (default {DEFAULT_OUT}); a previous demo's folder is replaced")
     p.add_argument("--n", type=int, default=2000, help="synthetic windows (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--epochs", type=int, default=None,
                    help="maximum training epochs (default: edgecnn train's; early stopping ends sooner)")
     p.add_argument("--with-seed", action="store_true", help="also train, export and check the seed CNN")
-    p.add_argument("--force", action="store_true", help="replace an existing demo folder's results")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that is not a previous demo's (its files are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -57,11 +64,7 @@ class _Stages:
 
 def run(args) -> int:
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise InputError(f"--out {out}: folder is not empty; pass --force to replace its results")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_out(out, force=args.force)
     quiet = ["--quiet"] if args.quiet else []
     force = ["--force"]
     stages = _Stages()
@@ -89,6 +92,29 @@ def run(args) -> int:
     stages.run("report", ["report", str(out), "--out", str(out / "report.html"), *quiet])
     print("\n" + summary(out, archs, stages.rows, gates))
     return 0 if all(code == 0 for code in gates.values()) else 1
+
+
+def is_demo_folder(out: Path) -> bool:
+    """True when ``out`` holds the marker a previous ``edgecnn demo`` wrote (and nothing says otherwise)."""
+    marker = out / MARKER
+    return marker.is_file() and not marker.is_symlink() and marker.read_text(errors="replace") == MARKER_TEXT
+
+
+def prepare_out(out: Path, *, force: bool) -> None:
+    """An empty folder, a previous demo's folder (emptied), or with ``force`` any folder; then the marker.
+
+    Anything else is refused: a folder of other files is never emptied.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if is_demo_folder(out):
+            shutil.rmtree(out)
+        elif not force:
+            raise InputError(f"--out {out}: folder is not empty and is not a previous demo's (no {MARKER} "
+                             f"file); choose another folder, or pass --force to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(MARKER_TEXT)
 
 
 def summary(out: Path, archs: list[str], rows: list[tuple[str, float]], gates: dict[str, int]) -> str:

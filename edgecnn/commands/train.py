@@ -26,7 +26,8 @@ def register(sub) -> None:
                         "cross-validated estimate instead of a test accuracy (see --cv-by, --no-cv)")
     p.add_argument("--cv-by", default=None, metavar="KEY",
                    help="with --test-fraction 0: the estimate leaves one KEY group out (load_hp, "
-                        "fault_diameter_in, load_lb, machine, recording; default recording)")
+                        "fault_diameter_in, load_lb, machine, recording; default machine when every "
+                        "recording names one, as synthetic data do, else recording)")
     p.add_argument("--no-cv", action="store_true",
                    help="with --test-fraction 0: no cross-validation; the run then has no held-out estimate")
     p.add_argument("--strategy", choices=("none", "mirrored", "multiworker"), default="none",
@@ -47,12 +48,22 @@ def add_training_arguments(p) -> None:
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping ends sooner (60)")
     p.add_argument("--patience", type=int, default=12,
                    help="epochs without a better validation loss before stopping (12)")
+    p.add_argument("--min-epochs", type=int, default=10,
+                   help="early stopping never stops before this many epochs (10)")
+    p.add_argument("--augment", type=int, default=2, metavar="COPIES",
+                   help="altered copies of every training window: speed +-3 %% by resampling, time offset, "
+                        "gain +-6 dB, noise at 15-40 dB SNR; never validation or test windows; 0 = off (2)")
     p.add_argument("--batch-size", type=int, default=32, help="windows per step and device (32)")
     p.add_argument("--transform", choices=("magnitude", "log"), default=None,
                    help="feature transform (default: magnitude for seed, log for edge)")
+    p.add_argument("--feature", choices=("spectrogram", "envelope"), default=None,
+                   help="image the model reads: the STFT, or the rolling envelope spectrum of the "
+                        "1-6 kHz band (default: spectrogram for seed, envelope for edge; docs/dsp.md)")
     p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default=None,
                    help="normalisation fitted on the training split (default: none for seed, per_bin for edge)")
-    p.add_argument("--overlap", type=float, default=0.0, help="window overlap in [0, 1) (default 0)")
+    p.add_argument("--overlap", default="auto",
+                   help="window overlap in [0, 1), or auto: 0.5 when a class has fewer than 100 windows "
+                        "without overlap, else 0 (default auto)")
     p.add_argument("--cache-dir", default=None,
                    help="spectrogram cache (default $EDGECNN_CACHE_DIR or ~/.cache/edgecnn/spectrograms)")
     p.add_argument("--no-cache", action="store_true", help="compute spectrograms without the cache")
@@ -62,15 +73,25 @@ def add_training_arguments(p) -> None:
 
 
 def load_training_data(args, cfg):
-    """The windows ``--data``/``--label-map``/``--overlap`` name, cut for ``cfg``."""
-    from edgecnn.dataset import load_windows
+    """The windows ``--data``/``--label-map``/``--overlap`` name, cut for ``cfg`` (the overlap chosen is
+    printed, and recorded in the windows' summary)."""
+    from edgecnn.dataset import load_windows, parse_overlap
     from edgecnn.progress import Progress
 
-    data = load_windows(args.data, cfg, label_map=args.label_map, overlap=args.overlap,
+    data = load_windows(args.data, cfg, label_map=args.label_map, overlap=parse_overlap(args.overlap),
                         progress=Progress("reading", quiet=args.quiet))
     if data.dropped.get("unmapped") and not args.quiet:
         print(f"left out {data.dropped['unmapped']} recording(s) the label map does not name")
+    if not args.quiet:
+        print(f"window overlap {data.overlap_rule}")
     return data
+
+
+def training_settings(args, cfg, data) -> dict:
+    """The keyword arguments of the training step `train` and `cv` share, from their common arguments."""
+    from edgecnn.augment import Augmentation
+
+    return {"augmentation": Augmentation(copies=args.augment), "overlap": 1.0 - data.hop / cfg.window_samples}
 
 
 def warn_degenerate(command: str, verdict: dict, strict: bool) -> int:
@@ -86,6 +107,7 @@ def warn_degenerate(command: str, verdict: dict, strict: bool) -> int:
 def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgecnn.dataset import parse_where
+    from edgecnn.quiet import import_tensorflow
     from edgecnn.train import check_out, default_config
 
     check_out(args.out, args.force)  # refuse before any slow work
@@ -94,12 +116,14 @@ def run(args) -> int:
             raise ConfigError(f"--cpu-devices {args.cpu_devices} must be >= 1")
         from edgecnn.fit import split_cpu
 
+        import_tensorflow()
         split_cpu(args.cpu_devices)
     if args.test_fraction != 0 and (args.cv_by or args.no_cv):
         raise ConfigError("--cv-by and --no-cv apply to --test-fraction 0 (training on every recording); "
                           "otherwise use `edgecnn cv`")
-    cfg = default_config(args.arch, args.transform)
+    cfg = default_config(args.arch, args.transform, args.feature)
     data = load_training_data(args, cfg)
+    import_tensorflow()  # now, quietly (edgecnn.quiet): bad input above was refused without it
     from edgecnn.train import train_run
 
     result = train_run(data, cfg, out=args.out, arch=args.arch, epochs=args.epochs,
@@ -108,15 +132,15 @@ def run(args) -> int:
                        normalisation=args.normalisation, strategy=args.strategy,
                        mixed_precision=args.mixed_precision, quiet=args.quiet, force=args.force,
                        cache_dir=args.cache_dir, use_cache=not args.no_cache, data_source=str(args.data),
-                       overlap=args.overlap, patience=args.patience, cv_by=args.cv_by, cv=not args.no_cv)
-    if not args.quiet:
-        test, estimate = result.metrics["test"], result.metrics.get("estimate")
-        if test is not None:
-            score = f"test accuracy {test['accuracy']:.4f} on {test['n']} windows"
-        elif estimate.get("available"):
-            score = f"trained on every recording, no test set; {estimate['summary']}"
-        else:
-            score = f"trained on every recording; {estimate['reason']}"
-        print(f"{args.arch}: {score} ({result.footprint['params']} parameters, {result.footprint['macs']} MACs); "
-              f"run in {result.out}")
+                       patience=args.patience, min_epochs=args.min_epochs, cv_by=args.cv_by, cv=not args.no_cv,
+                       **training_settings(args, cfg, data))
+    test, estimate = result.metrics["test"], result.metrics.get("estimate")  # the result: printed with --quiet too
+    if test is not None:
+        score = f"test accuracy {test['accuracy']:.4f} on {test['n']} windows"
+    elif estimate.get("available"):
+        score = f"trained on every recording, no test set; {estimate['summary']}"
+    else:
+        score = f"trained on every recording; {estimate['reason']}"
+    print(f"{args.arch}: {score} ({result.footprint['params']} parameters, {result.footprint['macs']} MACs); "
+          f"run in {result.out}")
     return warn_degenerate("train", result.metrics, args.strict)
