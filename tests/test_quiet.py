@@ -74,5 +74,6 @@ def test_train_into_a_log_has_no_bars_and_quiet_leaves_the_result(tmp_path):
     assert len([line for line in log.splitlines() if line.startswith("Epoch ")]) == 2
     quiet = run_cli("train", "--data", str(data), "--epochs", "1", "--quiet", "--out", str(tmp_path / "q"))
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""
+    # nothing on stderr but, for a model this small, the degenerate-model guard's one-line warning
+    assert all(line.startswith("edgecnn train: warning: degenerate model") for line in quiet.stderr.splitlines())
     assert "Epoch" not in quiet.stdout and "test accuracy" in quiet.stdout.lower()
