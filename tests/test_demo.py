@@ -21,10 +21,13 @@ def test_demo_runs_every_stage_and_summarises(tmp_path):
     assert not (out / "bundle_edge" / "parity.json").exists()  # results stay out of the signed content
     acc = parity["model_level"]["variants"]["tflite_int8/litert"]["accuracy"]
     assert f"int8 {acc:.4f}" in summary
-    # the exit code is the parity gate's verdict, and the summary says the same
+    # the exit code is the parity gate's verdict and the degenerate-model guard's (train --strict); the
+    # summary says the same
     passed = parity["gate"]["passed"]
-    assert proc.returncode == (0 if passed else 1)
+    degenerate = json.loads((out / "run_edge" / "metrics.json").read_text())["degenerate"]
+    assert proc.returncode == (0 if passed and not degenerate else 1)
     assert ("parity gate passed" if passed else "parity gate FAILED") in summary
+    assert ("edge: DEGENERATE model" in summary) == degenerate
     for stage in ("synthesise", "train edge", "export edge", "parity edge", "stream edge", "report", "total"):
         assert stage in summary
     stream = json.loads((out / "stream_edge.json").read_text())
