@@ -7,7 +7,8 @@ command's) and writes ``benchmarks/results/cv/<row>_<arch>/`` (cv.json, cv.md, c
     PYTHONPATH=. python benchmarks/cv_table.py [--rows cwru_ir_or_load,...] [--archs edge,seed]
                                                [--seeds 0,1,2] [--epochs N] [--out DIR] [--summary-only]
 
-Resumable: a row whose cv.json exists is skipped (delete the folder to run it again). Real data comes
+Resumable: a row whose cv.json exists with the same seeds (and --epochs, when given) is skipped
+(delete the folder to run it again); one with other seeds is run again. Real data comes
 from the sibling ``shared/data`` folder; rows without it are skipped. ``--epochs`` overrides the
 default maximum (for a quick proof; the published table uses the defaults).
 """
@@ -81,8 +82,13 @@ def run_row(row: Row, arch: str, seeds: str, epochs: int | None, out_root: Path,
 
     out = out_root / f"{row.name}_{arch}"
     if (out / "cv.json").is_file():
-        print(f"skip {out.name}: cv.json exists", file=sys.stderr)
-        return out
+        done = json.loads((out / "cv.json").read_text())
+        same = (done.get("seeds") == [int(s) for s in seeds.split(",")]
+                and (epochs is None or (done.get("training") or {}).get("epochs") == epochs))
+        if same:
+            print(f"skip {out.name}: cv.json with these seeds exists", file=sys.stderr)
+            return out
+        print(f"rerun {out.name}: its cv.json has seeds {done.get('seeds')}", file=sys.stderr)
     if row.data == "synth":
         path = synth_data(cache)
         by = synth_key(path)

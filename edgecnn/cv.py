@@ -201,6 +201,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                    "epochs_run": len(trained.fit.history.get("loss", [])),
                    "seconds": round(time.perf_counter() - start, 1), **verdict.to_json()}
             runs[seed, k] = run
+            normalisation = trained.normalisation  # the arch's default, resolved by train_model
             say(f"cv: seed {seed} fold {k + 1}/{len(folds)} {fold.name} ({np.unique(data.groups[test]).size} "
                 f"recording(s), {test.size} windows): float {run['float']:.4f}, int8 {run['int8']:.4f}, "
                 f"epoch {run['best_epoch']} of {run['epochs_run']}, {run['seconds']:.0f} s")
@@ -208,9 +209,13 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                 say(f"cv: seed {seed} fold {fold.name}: {verdict.warning()}")
 
     doc = _document(data, folds, notes, runs, pooled, seeds=tuple(seeds), by=by, arch=arch, rec_ids=rec_ids)
-    doc["training"] = {"epochs": options.epochs, "patience": options.patience, "batch_size": options.batch_size,
-                       "learning_rate": options.learning_rate, "normalisation": normalisation,
-                       "val_fraction": val_fraction, "overlap": overlap, "transform": cfg.transform}
+    from edgecnn.augment import Augmentation
+
+    doc["training"] = {"epochs": options.epochs, "min_epochs": options.min_epochs, "patience": options.patience,
+                       "batch_size": options.batch_size, "learning_rate": options.learning_rate,
+                       "normalisation": normalisation, "val_fraction": val_fraction, "overlap": overlap,
+                       "feature": cfg.feature, "transform": cfg.transform,
+                       "augmentation": (augmentation or Augmentation()).to_dict()}
     doc["data"] = {"source": data_source, "label_map": label_map, "n_windows": len(data),
                    "recordings": len(data.recordings), "classes": list(data.classes)}
     return doc

@@ -411,14 +411,13 @@ def _write_golden(build: _Build, windows: np.ndarray, labels: np.ndarray) -> Non
 
 def _write_golden_q15(build: _Build, windows: np.ndarray, labels: np.ndarray, device: dict[str, Any]) -> None:
     from firmware_sim.adc import ADC
-    from firmware_sim.golden_vectors import golden_vectors, write_golden_vectors
 
     build.say("computing q15 golden vectors")
     chosen = golden.select_golden(labels)
     spec = build.int8.input
-    vectors = golden_vectors(windows[chosen], build.run.cfg, ADC.from_dict(device["adc"]), frame=0,
+    vectors = golden.q15_golden_vectors(windows[chosen], build.run.cfg, ADC.from_dict(device["adc"]), frame=0,
                              input_quantization=(spec.scale, spec.zero_point))
-    write_golden_vectors(build.tmp / device["golden_q15"], vectors)
+    golden.write_golden_vectors(build.tmp / device["golden_q15"], vectors)
     build.add_file(device["golden_q15"], "golden_q15")
 
 

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-from edgecnn.commands import add_require_signature_argument
+from edgecnn.commands import add_read_arguments, add_require_signature_argument, read_options
 from edgecnn.errors import ConfigError
 
 RUNTIME_CHOICES = ("litert", "tflm", "onnxruntime", "tflite-runtime")
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
                     "ring buffer, streaming STFT, interpreter, smoothed decisions, events, timing.")
     p.add_argument("bundle", help="bundle folder written by `edgecnn export`")
     add_require_signature_argument(p)
+    add_read_arguments(p)
     p.add_argument("--source", default="synth",
                    help="synth[:duration=60,onset=30,seed=0,...], a recording file/folder, or - for raw "
                         "samples on stdin (default: synth)")
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sensors != 1:
         return _run_multi(args, bundle, policy, entry, fit, device)
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
-                         raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
+                         raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs,
+                         options=read_options(args))
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
     log = EventLog(args.events, fields={"bundle_digest": bundle.digest}) if args.events else None
     decision_log = DecisionLog(args.decisions, classes, cfg.fs) if args.decisions else None
@@ -200,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
-                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}",
+                    onset_s=getattr(getattr(source, "spec", None), "onset", None))  # known for synth sources
     return 0
 
 
@@ -306,7 +309,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
                           f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
                           "that declares no ADC")
     cfg, classes = bundle.cfg, bundle.classes
-    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
+    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample, options=read_options(args))
     fleet = None
     if isinstance(source, SynthSource):  # a fleet: every sensor its own machine (own seed, own onset or none)
         fleet, blocks = synth_fleet(source.spec, args.sensors, cfg.fs, block=args.block)
