@@ -309,7 +309,7 @@ def test_stream_plot_marks_the_true_onset_when_known(tmp_path, monkeypatch):
         trace.add_block(block)
     report.plot_stream(tmp_path / "a.png", trace, [], fs=12800.0, classes=["A", "B"], target=1, onset_s=1.25)
     report.plot_stream(tmp_path / "b.png", trace, [], fs=12800.0, classes=["A", "B"], target=1)
-    signal_axis, probability_axis = figures[0]
+    signal_axis, probability_axis, state_axis = figures[0]  # the third axis: the state, unknown included
     assert [x for x, _ in signal_axis] == [1.25]
     assert probability_axis == [(1.25, "true onset")]
-    assert figures[1] == [[], []]  # no onset known (a file, stdin): nothing drawn
+    assert figures[1] == [[], [], []]  # no onset known (a file, stdin): nothing drawn
