@@ -45,3 +45,16 @@ def figure(name: str, value: str, target: str, baseline: str = "", ratio: str = 
     """Print one FIGURE line (``met``: whether the target is met; None when it is informative)."""
     verdict = "" if met is None else ("met" if met else "MISSED")
     print(" | ".join(["FIGURE", name, value, target, baseline, ratio, verdict]), flush=True)
+
+
+def results_header(took_s: float | None = None) -> str:
+    """The header run_all.py gives a results file: command, date, machine (and how long it took)."""
+    import os
+    import platform
+
+    lines = [f"# command: python {' '.join(sys.argv)}", f"# date: {time.strftime('%Y-%m-%d %H:%M')} UTC",
+             f"# machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+             f"load average {os.getloadavg()[0]:.1f}"]
+    if took_s is not None:
+        lines.append(f"# took: {took_s:.0f} s")
+    return "\n".join(lines) + "\n"

@@ -219,7 +219,7 @@ def stream_once(bundle, timeline: Timeline, runtime: str, dtype: str, *, block: 
     from firmware_sim.sources import ArraySource
 
     with open_interpreter(runtime, bundle, dtype=dtype) as interpreter:
-        rt = StreamRuntime(bundle.cfg, bundle.classes, interpreter)
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interpreter, policy=bundle.decision_policy)
         decisions = []
         summary = rt.run(ArraySource(timeline.signal, bundle.cfg.fs, block=block).blocks(),
                          on_decision=decisions.append)
@@ -230,11 +230,14 @@ def stream_metrics(timeline: Timeline, run: dict[str, Any], fs: float, classes: 
     """Detection delay per class change, false alarms, decision accuracy on windows of one class."""
     events = run["events"]
     hours = timeline.signal.size / fs / 3600.0
-    false_alarms = [e for e in events if classes.index(e.state) != timeline.truth_at(e.sample_index)]
+    # Falling back to unknown is no alarm; entering a class the signal is not in is.
+    false_alarms = [e for e in events if e.state in classes
+                    and classes.index(e.state) != timeline.truth_at(e.sample_index)]
     delays, missed = [], 0
     bounds = [*timeline.starts[1:], timeline.signal.size]
     for start, end, cls in zip(timeline.starts[1:], bounds[1:], timeline.classes[1:]):
-        hit = next((e for e in events if start <= e.sample_index < end and classes.index(e.state) == cls), None)
+        hit = next((e for e in events if start <= e.sample_index < end and e.state in classes
+                    and classes.index(e.state) == cls), None)
         if hit is None:
             missed += 1
         else:

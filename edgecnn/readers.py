@@ -16,12 +16,14 @@ pickles, npz, CSV and PCM WAV must never import scipy (~17 MiB resident for ``sc
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import io
 import pickle
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,22 @@ def _read_file(path: Path, *, folder_label: str | None, options: ReadOptions) ->
 
 
 # --- validation -------------------------------------------------------------------------------------
+#: Set (by ``nonfinite_allowed``) while a stream replays a recording: NaN/Inf samples (a logger
+#: dropout) then pass through to the device loop, which counts them and marks its decisions invalid.
+#: Training and every other reader refuse them.
+_ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_nonfinite", default=False)
+
+
+@contextlib.contextmanager
+def nonfinite_allowed() -> Iterator[None]:
+    """Within this block the readers accept NaN/Inf samples (stream replay only)."""
+    token = _ALLOW_NONFINITE.set(True)
+    try:
+        yield
+    finally:
+        _ALLOW_NONFINITE.reset(token)
+
+
 def as_signal(values: Any, source: str, *, what: str = "signal", ndim: tuple[int, ...] = (1,)) -> np.ndarray:
     """Validate a signal array (real numbers, finite, non-empty) and return it as float32."""
     arr = np.asarray(values)
@@ -131,12 +149,14 @@ def as_signal(values: Any, source: str, *, what: str = "signal", ndim: tuple[int
         raise InputError(f"{source}: {what} must be {' or '.join(f'{d}-D' for d in ndim)}, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{source}: {what} is empty")
-    if not np.all(np.isfinite(arr)):
+    if not _ALLOW_NONFINITE.get() and not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InputError(f"{source}: {what} has {bad} NaN/Inf samples; clean or drop the recording")
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and np.abs(arr).max() > np.finfo(np.float32).max:
-        raise InputError(f"{source}: {what} has values beyond float32's range (max |x| {np.abs(arr).max():.3g}); "
-                         f"rescale the recording")
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        peak = float(np.abs(arr[np.isfinite(arr)]).max(initial=0.0))
+        if peak > np.finfo(np.float32).max:
+            raise InputError(f"{source}: {what} has values beyond float32's range (max |x| {peak:.3g}); "
+                                 f"rescale the recording")
     return arr.astype(np.float32, copy=False)
 
 

@@ -11,6 +11,10 @@ Layout (format ``edgecnn-run``, version 1)::
                                ``labels`` (M,) int: a stratified sample of *training* windows, used
                                to calibrate int8 export and for golden vectors
     RUN_DIR/split.json         which recordings went to train / validation / test
+    RUN_DIR/validation.npz     the model's probabilities on the validation windows, in recording and
+                               time order (``probabilities`` (V, C) float32, ``labels``, ``groups``,
+                               ``recording_ids``, ``window_step``): export chooses the decision policy
+                               from them (export/decision_policy.py)
     RUN_DIR/history.json, metrics.json, *.png
 
 This module reads and writes the small files only; it imports no TensorFlow (``load_keras_model``
@@ -35,6 +39,7 @@ RUN_VERSION = 1
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 CALIBRATION_FILE = "calibration.npz"
+VALIDATION_FILE = "validation.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +63,23 @@ class RunInfo:
                 return data["windows"].astype(np.float32), data["labels"].astype(np.int64)
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign file is bad input (BadZipFile, EOFError...)
             raise InputError(f"{path}: cannot read calibration windows ({type(exc).__name__}: {exc})") from None
+
+    def validation(self) -> dict[str, np.ndarray] | None:
+        """The validation probabilities (see the module docstring), or None for a run without them."""
+        path = self.path / VALIDATION_FILE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                out = {key: data[key] for key in ("probabilities", "labels", "groups", "recording_ids",
+                                                  "window_step")}
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file is bad input
+            raise InputError(f"{path}: cannot read validation probabilities ({type(exc).__name__}: {exc})") from None
+        n = len(out["labels"])
+        if out["probabilities"].shape != (n, len(self.classes)) or len(out["groups"]) != n:
+            raise InputError(f"{path}: probabilities {out['probabilities'].shape}, {n} labels and "
+                             f"{len(out['groups'])} groups do not match {len(self.classes)} classes")
+        return out
 
     def split(self) -> dict[str, Any] | None:
         path = self.path / "split.json"
@@ -119,3 +141,12 @@ def read_run(path: str | Path) -> RunInfo:
     if not (path / MODEL_FILE).is_file():
         raise InputError(f"{path}: {MODEL_FILE} is missing; the run is incomplete")
     return RunInfo(path=path, cfg=cfg, classes=[str(c) for c in classes], config=config)
+
+
+def validation_record(probabilities: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                      recording_ids: list[str], window_step: int) -> dict[str, np.ndarray]:
+    """The arrays of ``validation.npz``: validation windows in recording and time order."""
+    return {"probabilities": np.asarray(probabilities, dtype=np.float32),
+            "labels": np.asarray(labels, dtype=np.int64), "groups": np.asarray(groups, dtype=np.int64),
+            "recording_ids": np.asarray([str(r) for r in recording_ids]),
+            "window_step": np.asarray(int(window_step), dtype=np.int64)}

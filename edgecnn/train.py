@@ -299,7 +299,9 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
     rec_ids = [r["id"] for r in data.recordings]
     report = classification_report(data.labels[test_idx], probs.argmax(axis=1), data.classes,
                                    groups=data.groups[test_idx], recording_ids=rec_ids)
-    val_pred = predict(model, images[val_idx]).argmax(axis=1)
+    val_idx = np.sort(val_idx)  # windows in recording and time order: the export's policy replays them
+    val_probs = predict(model, images[val_idx])
+    val_pred = val_probs.argmax(axis=1)
     sets = {"validation": (data.labels[val_idx], val_pred)}
     if len(test_idx):
         sets["test"] = (data.labels[test_idx], probs.argmax(axis=1))
@@ -338,6 +340,9 @@ def train_run(data: WindowSet, cfg: SpectrogramConfig | None = None, *, out: str
     _write_run(target, force=True if not result.is_chief else force, model=model, config=config, split=split,
                history=history, metrics=metrics,
                calibration=(data.windows[train_idx][calib], data.labels[train_idx][calib]),
+               validation=rundir.validation_record(val_probs, data.labels[val_idx], data.groups[val_idx],
+                                                   [r["id"] for r in data.recordings],
+                                                   data.hop or cfg.window_samples),
                plots=lambda folder: _plots(folder, raw, images, probs, data, train_idx, test_idx, cfg,
                                            history, report, seed, cv_doc))
     log(f"wrote {target}", quiet)
@@ -399,7 +404,8 @@ def _plots(folder: Path, raw, images, probs, data: WindowSet, train_idx, test_id
                               true_class=data.classes[int(data.labels[test_idx][pick])])
 
 
-def _write_run(out: Path, *, force: bool, model, config, split, history, metrics, calibration, plots) -> None:
+def _write_run(out: Path, *, force: bool, model, config, split, history, metrics, calibration, plots,
+               validation: dict | None = None) -> None:
     """Build the run in a hidden sibling folder, then rename it into place (replacing only with force)."""
     out = check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -414,6 +420,8 @@ def _write_run(out: Path, *, force: bool, model, config, split, history, metrics
         windows, labels = calibration
         np.savez(tmp / rundir.CALIBRATION_FILE, windows=np.asarray(windows, dtype=np.float32),
                  labels=np.asarray(labels, dtype=np.int64))
+        if validation is not None:
+            np.savez(tmp / rundir.VALIDATION_FILE, **validation)
         plots(tmp)
         old = None
         if out.exists():

@@ -70,6 +70,8 @@ GOLDEN_FILE = "golden.npz"
 GOLDEN_Q15_FILE = "golden_q15.npz"
 #: Keys of the optional manifest section ``device`` (the device's ADC and DSP backend).
 DEVICE_KEYS = ("dsp", "adc", "golden_q15")
+#: The manifest section with the decision policy chosen at export (firmware_sim.decisions).
+DECISION_POLICY_SECTION = "decision_policy"
 INPUT_LAYOUT = "NHWC (freq, time, channel)"
 #: Key under which model files carry the bundle settings as JSON (TFLite metadata buffer name,
 #: ONNX metadata_props key), so a lone model file still says how to feed it.
@@ -274,6 +276,15 @@ class Bundle:
         return dict(device) if device else None
 
     @property
+    def decision_policy(self):
+        """The manifest's ``decision_policy`` (``firmware_sim.decisions.DecisionPolicy``), or the
+        built-in default for a bundle exported without one."""
+        from firmware_sim.decisions import DecisionPolicy  # numpy-only; imports this module's package lazily
+
+        doc = self.manifest.get(DECISION_POLICY_SECTION)
+        return DecisionPolicy() if doc is None else DecisionPolicy.from_dict(doc)
+
+    @property
     def golden_path(self) -> Path | None:
         name = self.manifest.get("golden")
         return self.path / name if name else None
@@ -358,6 +369,7 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True, require_signatu
     if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{manifest_path}: golden file {golden!r} is not listed under 'files'")
     _check_device(manifest.get("device"), files_doc, manifest_path)
+    _check_decision_policy(manifest.get(DECISION_POLICY_SECTION), classes, manifest_path)
     for file, content in embedding:  # last: the checks above say more precisely what an edit broke
         check_embedded_digest(file, content, digest)
     notes = (ONNX_NOT_CROSS_CHECKED,) if any(e.format == "onnx" for e in models.values()) else ()
@@ -479,6 +491,20 @@ def _check_device(device: Any, files_doc: dict, manifest_path: Path) -> None:
     golden = device.get("golden_q15")
     if golden is not None and (not isinstance(golden, str) or golden not in files_doc):
         raise BundleError(f"{where}: golden_q15 file {golden!r} is not listed under 'files'")
+
+
+def _check_decision_policy(doc: Any, classes: list[str], manifest_path: Path) -> None:
+    """The optional ``decision_policy`` section: a valid policy; no class may be called unknown."""
+    if doc is None:
+        return
+    from firmware_sim.decisions import UNKNOWN_NAME, DecisionPolicy
+
+    try:
+        DecisionPolicy.from_dict(doc, where=DECISION_POLICY_SECTION)
+    except ConfigError as exc:
+        raise BundleError(f"{manifest_path}: {exc}") from None
+    if UNKNOWN_NAME in classes:
+        raise BundleError(f"{manifest_path}: class name {UNKNOWN_NAME!r} is reserved for the undecided state")
 
 
 def _optional_int(value: Any) -> int | None:

@@ -189,8 +189,8 @@ def _policy(policy: dict[str, Any] | None) -> tuple[Any, str]:
     if policy is None:
         return DecisionPolicy(), "the device default: the bundle declares none"
     try:
-        return DecisionPolicy(**policy), "the bundle's"
-    except TypeError as exc:
+        return DecisionPolicy.from_dict(policy, where="the bundle's decision policy"), "the bundle's"
+    except ConfigError as exc:
         raise ConfigError(f"the bundle's decision policy is not one this edgecnn reads ({exc})") from None
 
 

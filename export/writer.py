@@ -47,6 +47,7 @@ from export import carray, footprint, golden
 from export.bundle import (
     BUNDLE_FORMAT,
     C_DIGEST_MACRO,
+    DECISION_POLICY_SECTION,
     DIGEST_FIELD,
     GENERATED_SECTION,
     GOLDEN_FILE,
@@ -274,6 +275,7 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
     manifest = _manifest(build, c_array_doc, device, firmware_doc, calibration={
         "windows": int(len(sample)), "available": int(len(labels)),
         "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
+    manifest[DECISION_POLICY_SECTION] = _decision_policy(run, say)
     digest = bundle_digest(manifest)
     say(f"bundle digest {digest}")
     _write_generated(build, manifest, digest)
@@ -284,6 +286,23 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
         from export import signing
 
         say(f"signed with ed25519 key {signing.write_signature(tmp, manifest, signing_key)}")
+
+
+def _decision_policy(run: RunInfo, say: Callable[[str], None]) -> dict[str, Any]:
+    """The manifest's ``decision_policy``, chosen from the run's validation probabilities."""
+    from export.decision_policy import choose_policy
+    from firmware_sim.decisions import DecisionPolicy
+
+    section = choose_policy(run.validation(), run.cfg, run.classes)
+    chosen = section["chosen_by"]
+    say(f"decision policy ({chosen['method']}): {DecisionPolicy.from_dict(section).describe(run.cfg)}")
+    if "meets_budget" in chosen:
+        say(f"  on {chosen['steady_streams']} steady and {chosen['onset_streams']} onset validation streams: "
+            f"false alarms {chosen['false_alarms']}, missed {chosen['missed']}, delay median "
+            f"{chosen['median_delay_s']} s, worst {chosen['worst_delay_s']} s"
+            + ("" if chosen["meets_budget"] else
+               f"; NO candidate met the budget (0 false alarms, worst delay <= {chosen['delay_budget_s']} s)"))
+    return section
 
 
 def _write_generated(build: _Build, manifest: dict[str, Any], digest: str) -> None:

@@ -98,16 +98,18 @@ class MultiStreamSTFT(FrameClock):
                 done += 1
         return done
 
-    def images_into(self, out: np.ndarray) -> None:
-        """Every sensor's image in time order into ``out`` (n_sensors, rows, cols)."""
+    def images_into(self, out: np.ndarray, sensors: np.ndarray | None = None) -> None:
+        """Every sensor's image (or those of ``sensors``, in that order) in time order into ``out``
+        (n, rows, cols)."""
+        columns = self._columns if sensors is None else self._columns[sensors]
         if self._envelope:
-            ordered = np.concatenate((self._columns[:, self._head:], self._columns[:, :self._head]), axis=1)
+            ordered = np.concatenate((columns[:, self._head:], columns[:, :self._head]), axis=1)
             spectra = transform_magnitudes(envelope_spectra(ordered, self.cfg), self.cfg, freq_axis=-1)
             out[:] = spectra.transpose(0, 2, 1)
             return
         tail = self._n_frames - self._head
-        out[:, :, :tail] = self._columns[:, self._head:].transpose(0, 2, 1)
-        out[:, :, tail:] = self._columns[:, :self._head].transpose(0, 2, 1)
+        out[:, :, :tail] = columns[:, self._head:].transpose(0, 2, 1)
+        out[:, :, tail:] = columns[:, :self._head].transpose(0, 2, 1)
 
     def image(self, sensor: int) -> np.ndarray:
         """One sensor's image (rows, cols, 1) float32 (a copy)."""
@@ -183,7 +185,7 @@ class MultiStreamRuntime:
 
     def __init__(self, cfg: SpectrogramConfig, classes: list[str], interpreter, n_sensors: int, *,
                  policy: DecisionPolicy | None = None, full_scale: float | None = None,
-                 max_batch: int | None = None,
+                 max_batch: int | None = None, stagger: bool = False,
                  on_event: Callable[[int, Event], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         # Configuration
@@ -202,6 +204,14 @@ class MultiStreamRuntime:
         self.events: list[tuple[int, Event]] = []
         self.timing = StreamTiming(cfg.fs)
         self._images = np.zeros((n_sensors, *cfg.input_shape), dtype=np.float32)
+        # Staggered decisions: sensor i decides every_frames frames apart from frame n_frames + i %
+        # every_frames on (a StreamRuntime with phase=i % every_frames takes the same decisions), so each
+        # frame carries about N / every_frames sensors' images and inferences instead of one frame in
+        # every_frames carrying all N: the block time's peak, what the deadline sees, falls by that factor.
+        every = self.policy.every_frames
+        phases = np.arange(n_sensors) % every if stagger else np.zeros(n_sensors, dtype=np.int64)
+        self.stagger = bool(stagger)
+        self._groups = [np.flatnonzero(phases == g) for g in range(every if stagger else 1)]
         self._fault_end = np.full(n_sensors, -1, dtype=np.int64)
         self._next_decision = cfg.n_frames
 
@@ -248,8 +258,14 @@ class MultiStreamRuntime:
             stft.push(samples[:, pos:pos + take])
             pos += take
             if stft.frames >= self._next_decision:
-                self._decide(decisions, start)
-                self._next_decision = stft.frames + self.policy.every_frames
+                if not self.stagger:
+                    self._decide(decisions, start, None)
+                    self._next_decision = stft.frames + self.policy.every_frames
+                else:
+                    group = self._groups[(stft.frames - cfg.n_frames) % self.policy.every_frames]
+                    if group.size:
+                        self._decide(decisions, start, group)
+                    self._next_decision = stft.frames + 1
         self.timing.record_block(n, self.clock() - start)
         return decisions
 
@@ -262,7 +278,7 @@ class MultiStreamRuntime:
             "frames_per_sensor": int(self.stft.frames),
             "decisions": int(sum(d.decisions for d in self.deciders)),
             "invalid_decisions": int(sum(d.invalid for d in self.deciders)),
-            "states": [self.classes[d.state] for d in self.deciders],
+            "states": [d.state_name for d in self.deciders],
             "events": [{"sensor": s, **e.to_json()} for s, e in self.events],
             "faults": [dataclasses.asdict(f) for f in self.faults],
             "timing": timing,
@@ -294,15 +310,18 @@ class MultiStreamRuntime:
             last = bad.shape[1] - np.argmax(bad[:, ::-1], axis=1)  # one past the last bad sample
             self._fault_end = np.where(hit, np.maximum(self._fault_end, base + last), self._fault_end)
 
-    def _decide(self, decisions: list[tuple[int, Decision]], start: float) -> None:
+    def _decide(self, decisions: list[tuple[int, Decision]], start: float, sensors: np.ndarray | None) -> None:
+        """Classify the current window of every sensor (or of ``sensors``, a staggered group)."""
         stft = self.stft
         window_start, window_end = stft.window_start, stft.last_frame_end
-        stft.images_into(self._images[:, :, :, 0])
-        probabilities = self.interpreter.run_batch(self._images, max_batch=self.max_batch)
+        k = self.n_sensors if sensors is None else sensors.size
+        stft.images_into(self._images[:k, :, :, 0], sensors)
+        probabilities = self.interpreter.run_batch(self._images[:k], max_batch=self.max_batch)
         valid = self._fault_end <= window_start
-        for sensor, decider in enumerate(self.deciders):
+        for row, sensor in enumerate(range(self.n_sensors) if sensors is None else sensors.tolist()):
+            decider = self.deciders[sensor]
             ok = bool(valid[sensor])
-            decision, event = decider.update(probabilities[sensor], window_start=window_start,
+            decision, event = decider.update(probabilities[row], window_start=window_start,
                                              sample_index=window_end, valid=ok,
                                              reason="" if ok else "window touched a fault")
             if not decision.valid:
@@ -329,3 +348,30 @@ def rotated_blocks(signal: np.ndarray, n_sensors: int, *, block: int, total: int
     for first in range(0, total, block):
         size = min(block, total - first)
         yield signal[(offsets[:, None] + first + np.arange(size)[None, :]) % length]
+
+
+def synth_fleet(spec, n_sensors: int, fs: float, *, block: int) -> tuple[list, Iterator[np.ndarray]]:
+    """A fleet of N synthetic machines, each its own: sensor i is the machine of seed ``spec.seed + i``.
+
+    Without an onset in ``spec`` every machine stays as the spec says (healthy, or faulty
+    throughout with ``faulty=1``). With ``onset=T`` the even sensors develop a fault at their own
+    onset, drawn (seeded by ``spec.seed``) uniformly in [T/2, 3T/2] and kept inside the stream, and
+    the odd sensors stay healthy. Returns the per-sensor specs and the (N, block) blocks, rendered
+    machine by machine one segment at a time (memory: N segments).
+    """
+    from firmware_sim.sources import SynthSource
+
+    rng = np.random.default_rng(spec.seed)
+    specs = []
+    for i in range(n_sensors):
+        onset = None
+        if spec.onset is not None and i % 2 == 0:
+            onset = float(min(rng.uniform(0.5, 1.5) * spec.onset, 0.95 * spec.duration))
+        specs.append(dataclasses.replace(spec, seed=spec.seed + i, onset=onset))
+    sources = [SynthSource(s, fs, block=block).blocks() for s in specs]
+
+    def blocks() -> Iterator[np.ndarray]:
+        for row in zip(*sources):
+            yield np.stack([b.samples for b in row])
+
+    return specs, blocks()

@@ -67,7 +67,8 @@ class StreamRuntime:
     def __init__(self, cfg: SpectrogramConfig, classes: list[str], interpreter, *,
                  policy: DecisionPolicy | None = None, magnitude_fn: MagnitudeFn = frame_magnitudes,
                  full_scale: float | None = None, on_event: Callable[[Event], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter, adc: ADC | None = None) -> None:
+                 clock: Callable[[], float] = time.perf_counter, adc: ADC | None = None,
+                 on_recording: Callable[[str, int], None] | None = None, phase: int = 0) -> None:
         # Configuration
         self.cfg = cfg
         self.classes = list(classes)
@@ -75,7 +76,11 @@ class StreamRuntime:
         self.policy = policy if policy is not None else DecisionPolicy()
         self.full_scale = full_scale
         self.on_event = on_event
+        self.on_recording = on_recording
         self.clock = clock
+        #: Frames after the first full image before the first decision (a fleet staggers its sensors'
+        #: decisions over the cadence, firmware_sim.multi; 0 for a lone sensor).
+        self.phase = int(phase)
         self.adc = adc
         # Working variables
         self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn,
@@ -98,7 +103,11 @@ class StreamRuntime:
         self._last_arrival: float | None = None
         self._last_period = 0.0
         self._fault_end = -1  # one past the newest faulty (or filled) sample
-        self._next_decision = self.cfg.n_frames
+        self._next_decision = self.cfg.n_frames + self.phase
+        self.recording: str | None = None
+        self._recording_start = 0
+        self._recording_events = 0
+        self.recordings: list[dict] = []  # summaries of the recordings already ended
 
     # The loop --------------------------------------------------------------------------------
     def run(self, blocks: Iterable[Block], on_decision: Callable[[Decision], None] | None = None, *,
@@ -120,6 +129,8 @@ class StreamRuntime:
         if arrived is not None:
             self._check_stall(arrived, samples.size)
         decisions: list[Decision] = []
+        if block.recording is not None and block.recording != self.recording:
+            self._start_recording(block.recording, block.t_sample_index)
         if not self._accept_sequence(block, samples.size, start, decisions):
             self.timing.record_block(samples.size, self.clock() - start)
             return decisions
@@ -135,16 +146,49 @@ class StreamRuntime:
         return decisions
 
     def summary(self) -> dict:
-        return {
+        """Figures of the whole stream; with recordings (a replayed folder), ``recordings`` holds
+        each one's decisions, states and events (the decider restarts at each recording)."""
+        out = {
             "samples": int(self.stft.samples_seen),
             "frames": int(self.stft.frames),
-            "decisions": int(self.decider.decisions),
-            "invalid_decisions": int(self.decider.invalid),
-            "state": self.classes[self.decider.state],
+            "decisions": int(self.total_decisions),
+            "invalid_decisions": int(self.faults.invalid_decisions),
+            **{k: v for k, v in self._decider_summary().items() if k not in ("decisions", "invalid_decisions")},
             "events": [e.to_json() for e in self.events],
             "faults": self.faults.to_json(),
             "timing": self.timing.summary(),
         }
+        if self.recording is not None:
+            out["recordings"] = [*self.recordings, self._recording_summary()]
+        return out
+
+    @property
+    def total_decisions(self) -> int:
+        """Decisions over the whole stream (the decider counts those of the current recording)."""
+        return sum(r["decisions"] for r in self.recordings) + self.decider.decisions
+
+    def _decider_summary(self) -> dict:
+        summary = self.decider.summary(end_sample=self._next_t)
+        summary["no_decision"] = no_decision_note(self._next_t - self.decider.origin, self.cfg) \
+            if summary["decisions"] == 0 else None
+        return summary
+
+    def _recording_summary(self) -> dict:
+        return {"recording": self.recording, "start_s": round(self._recording_start / self.cfg.fs, 6),
+                "seconds": round((self._next_t - self._recording_start) / self.cfg.fs, 6),
+                **self._decider_summary(), "events": self._recording_events}
+
+    def _start_recording(self, name: str, first: int) -> None:
+        """A replayed folder's next recording: its own stream (STFT and decider start over)."""
+        if self.recording is not None:
+            self.recordings.append(self._recording_summary())
+        self.recording, self._recording_start, self._recording_events = name, int(first), 0
+        if self._next_seq is not None:
+            self.stft.reset(origin=first)
+            self._next_decision = self.cfg.n_frames + self.phase
+        self.decider.reset(origin=first)
+        if self.on_recording is not None:
+            self.on_recording(name, first)
 
     # Faults ----------------------------------------------------------------------------------
     def _accept_sequence(self, block: Block, n: int, start: float, decisions: list[Decision]) -> bool:
@@ -167,7 +211,7 @@ class StreamRuntime:
             elif missing != 0:  # too long to bridge, or the clock went backwards: start over
                 self.faults.restarts += 1
                 self.stft.reset(origin=block.t_sample_index)
-                self._next_decision = self.cfg.n_frames
+                self._next_decision = self.cfg.n_frames + self.phase
                 self._fault_end = block.t_sample_index
         return True
 
@@ -250,8 +294,16 @@ class StreamRuntime:
         if not decision.valid:
             self.faults.invalid_decisions += 1
         if event is not None:
+            if self.recording is not None:
+                event = dataclasses.replace(event, recording=self.recording)
+                self._recording_events += 1
             self.events.append(event)
             if self.on_event is not None:
                 self.on_event(event)
         self.timing.record_decision(block_end - window_end, self.clock() - start)
         return decision
+
+
+def no_decision_note(samples: int, cfg: SpectrogramConfig) -> str:
+    """Why a stream (or a recording) took no decision."""
+    return f"no decision: {int(samples)} samples, a window needs {cfg.window_samples}"

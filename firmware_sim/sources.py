@@ -41,6 +41,8 @@ class Block:
     seq: int
     samples: np.ndarray
     t_sample_index: int
+    recording: str | None = None
+    """The recording a replayed file or folder's block belongs to (a block never spans two)."""
 
 
 def _check_block(block: int) -> int:
@@ -50,11 +52,16 @@ def _check_block(block: int) -> int:
 
 
 class ArraySource:
-    """Replays a signal already in memory, ``block`` samples at a time."""
+    """Replays a signal already in memory, ``block`` samples at a time.
+
+    ``recordings`` (name, first sample) marks where each recording of a replayed folder starts:
+    blocks then never span two recordings and carry the recording's name.
+    """
 
     full_scale: float | None = None
 
-    def __init__(self, signal: np.ndarray, fs: float, *, block: int = DEFAULT_BLOCK, name: str = "array"):
+    def __init__(self, signal: np.ndarray, fs: float, *, block: int = DEFAULT_BLOCK, name: str = "array",
+                 recordings: list[tuple[str, int]] | None = None):
         signal = np.asarray(signal)
         if signal.ndim != 1 or not np.issubdtype(signal.dtype, np.number) or np.iscomplexobj(signal):
             raise InputError(f"{name}: a stream must be one real-valued channel, got {signal.dtype} "
@@ -63,13 +70,22 @@ class ArraySource:
         self.fs = float(fs)
         self.block = _check_block(block)
         self.name = name
+        self.recordings = list(recordings or [])
 
     def __len__(self) -> int:
         return self.signal.size
 
     def blocks(self) -> Iterator[Block]:
-        for seq, start in enumerate(range(0, self.signal.size, self.block)):
-            yield Block(seq, self.signal[start:start + self.block], start)
+        if not self.recordings:
+            for seq, start in enumerate(range(0, self.signal.size, self.block)):
+                yield Block(seq, self.signal[start:start + self.block], start)
+            return
+        seq = 0
+        ends = [start for _, start in self.recordings[1:]] + [self.signal.size]
+        for (recording, first), end in zip(self.recordings, ends):
+            for start in range(first, end, self.block):
+                yield Block(seq, self.signal[start:min(start + self.block, end)], start, recording)
+                seq += 1
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -172,19 +188,22 @@ def file_source(path: str | Path, fs: float, *, block: int = DEFAULT_BLOCK, resa
                 recording: str | None = None, options: Any = None) -> ArraySource:
     """Replay a recording file or folder (any format ``edgecnn.readers`` reads) at rate ``fs``.
 
-    Several recordings play one after another; ``recording`` picks one by id. A recording at
-    another rate is refused unless ``resample`` (polyphase, as the training side resamples).
+    Several recordings play one after another, each block tagged with its recording's id;
+    ``recording`` picks one by id. A recording at another rate is refused unless ``resample``
+    (polyphase, as the training side resamples). NaN/Inf samples (a logger dropout) are kept: the
+    device loop counts them and marks the decisions they touch invalid, as a live source's faults.
     """
-    from edgecnn.readers import read_recordings  # the data layer: numpy/scipy only
+    from edgecnn.readers import nonfinite_allowed, read_recordings  # the data layer: numpy/scipy only
 
-    recordings = read_recordings(path) if options is None else read_recordings(path, options=options)
+    with nonfinite_allowed():
+        recordings = read_recordings(path) if options is None else read_recordings(path, options=options)
     if recording is not None:
         recordings = [r for r in recordings if str(r.id) == recording]
         if not recordings:
             raise InputError(f"{path}: no recording with id {recording!r}")
     if not recordings:
         raise InputError(f"{path}: no recordings found")
-    pieces = []
+    pieces, starts, first = [], [], 0
     for rec in recordings:
         signal = rec.continuous()
         if float(rec.fs) != float(fs):
@@ -192,12 +211,35 @@ def file_source(path: str | Path, fs: float, *, block: int = DEFAULT_BLOCK, resa
                 raise InputError(
                     f"{path}: recording {rec.id} is at {float(rec.fs):g} Hz but the bundle needs "
                     f"{float(fs):g} Hz; pass --resample to resample it")
-            from edgecnn.dataset import resample_to
-
-            signal = np.asarray(resample_to(signal, float(rec.fs), float(fs)), dtype=np.float32)
+            signal = _resample_keeping_dropouts(signal, float(rec.fs), float(fs))
         pieces.append(signal)
+        starts.append((str(rec.id), first))
+        first += signal.size
     name = str(path) if len(recordings) > 1 else f"{path}:{recordings[0].id}"
-    return ArraySource(np.concatenate(pieces), fs, block=block, name=name)
+    return ArraySource(np.concatenate(pieces), fs, block=block, name=name, recordings=starts)
+
+
+#: Output samples either side of a dropout that resampling marks as non-finite too (the
+#: polyphase filter spreads every input sample over about this many output samples).
+RESAMPLE_DROPOUT_REACH = 32
+
+
+def _resample_keeping_dropouts(signal: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Resample as training does; NaN/Inf stretches stay NaN (widened by the filter's reach)
+    instead of spreading over the whole recording."""
+    from edgecnn.dataset import resample_to
+
+    bad = ~np.isfinite(signal)
+    if not bad.any():
+        return np.asarray(resample_to(signal, fs_in, fs_out), dtype=np.float32)
+    out = np.asarray(resample_to(np.where(bad, 0.0, signal).astype(np.float32), fs_in, fs_out), dtype=np.float32)
+    hits = np.flatnonzero(bad)
+    centre = np.rint(hits * (fs_out / fs_in)).astype(np.int64)
+    marked = np.zeros(out.size + 1, dtype=np.int64)
+    np.add.at(marked, np.clip(centre - RESAMPLE_DROPOUT_REACH, 0, out.size), 1)
+    np.add.at(marked, np.clip(centre + RESAMPLE_DROPOUT_REACH + 1, 0, out.size), -1)
+    out[np.cumsum(marked[:-1]) > 0] = np.nan
+    return out
 
 
 class RawSource:

@@ -202,8 +202,9 @@ def test_host_stream_decisions_equal_firmware_sim(which, request, tmp_path_facto
                 probabilities, event = dsp.decide(model.get_output(0), dsp.window_end())
                 c_decisions.append((dsp.window_end(), probabilities, tensor))
                 if event is not None:
-                    c_events.append((event.decision, event.sample_index, bundle.classes[event.previous],
-                                     bundle.classes[event.state]))
+                    name = ["unknown", *bundle.classes].__getitem__  # index -1 is unknown
+                    c_events.append((event.decision, event.sample_index, name(event.previous + 1),
+                                     name(event.state + 1)))
     assert len(c_decisions) == len(py_decisions) > 200
     assert [d.sample_index for d in py_decisions] == [at for at, _, _ in c_decisions]
     # The int8 images: the same bytes, except where firmware_sim's float64 feature lies within the

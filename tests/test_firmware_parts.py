@@ -12,7 +12,7 @@ from edgecnn import synth
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import ConfigError, InputError
 from firmware_sim import profiles
-from firmware_sim.decisions import Decider, DecisionPolicy, parse_cadence
+from firmware_sim.decisions import UNKNOWN, Decider, DecisionPolicy, parse_cadence
 from firmware_sim.sources import (
     ArraySource,
     RawSource,
@@ -124,27 +124,76 @@ def _feed(decider, p_b_values, valid=None):
     return out
 
 
-def test_hysteresis_smoothing_and_dwell():
-    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=2, on=0.7, off=0.3, min_dwell=3))
-    results = _feed(decider, [0.9, 0.2, 0.9, 0.9, 0.6, 0.5, 0.2, 0.1])
-    states = [d.state for d, _ in results]
-    events = [(i, e.previous, e.state) for i, (_, e) in enumerate(results) if e is not None]
-    # 0.9 alone: history not full; mean(0.9, 0.2) = 0.55 stays; mean(0.9, 0.9) switches at index 3
-    # (dwell 4 >= 3); 0.75, 0.55 hold B; 0.35 is above off; 0.15 <= 0.3 but dwell counts from the switch.
-    assert events == [(3, "A", "B"), (7, "B", "A")]
-    assert states == [0, 0, 0, 1, 1, 1, 1, 0]
+def _states(results):
+    return [d.state for d, _ in results]
+
+
+def _events(results):
+    return [(i, e.previous, e.state) for i, (_, e) in enumerate(results) if e is not None]
+
+
+def test_unknown_until_k_of_n_agree_above_the_threshold():
+    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=4, agree=3, threshold=0.7, min_dwell=0))
+    # Ring not full for 3 decisions; then 3 of 4 vote B but mean p(B) = (0.9+0.2+0.9+0.9)/4 = 0.725.
+    results = _feed(decider, [0.9, 0.2, 0.9, 0.9])
+    assert _states(results) == [UNKNOWN] * 3 + [1]
+    assert _events(results) == [(3, "unknown", "B")]
     assert results[3][1].sample_index == 10300 and results[3][1].time_s == pytest.approx(10300 / 12800)
-    np.testing.assert_allclose(results[4][0].smoothed, [0.25, 0.75], rtol=1e-6)
+    assert results[3][1].smoothed == pytest.approx(round(0.9 * 256) * 3 / 1024 + round(0.2 * 256) / 1024)
+    # Mean below the threshold with enough votes: 0.6 x 4 votes B, mean 0.6 < 0.7: stays unknown.
+    decider.reset()
+    assert _states(_feed(decider, [0.6, 0.6, 0.6, 0.6])) == [UNKNOWN] * 4
+    # Enough mean, too few votes: 0.99, 0.99, 0.3, 0.4 (mean 0.67 anyway, and 2 votes < 3).
+    decider.reset()
+    assert _states(_feed(decider, [0.99, 0.99, 0.45, 0.45])) == [UNKNOWN] * 4
+
+
+def test_state_falls_back_to_unknown_after_unsupported_decisions():
+    policy = DecisionPolicy(smooth=3, agree=2, threshold=0.6, min_dwell=0, unknown_after=3)
+    decider = Decider(["A", "B"], 12800.0, policy)
+    # Enter A; a hesitating model (p(B) 0.5: a tie votes A; 0.55 votes B) keeps A's majority: A holds.
+    results = _feed(decider, [0.1, 0.1, 0.1, 0.5, 0.55, 0.45, 0.5, 0.55, 0.5])
+    assert _events(results) == [(2, "unknown", "A")]
+    # Votes for B at p(B) = 0.56: A loses its majority at decision 4, B never reaches a mean of
+    # 0.6 (143 < 154 per decision, in 1/256): unsupported at 4, 5, 6, unknown at 6.
+    decider.reset()
+    results = _feed(decider, [0.1, 0.1, 0.1] + [0.56] * 5)
+    assert _events(results) == [(2, "unknown", "A"), (6, "A", "unknown")]
+    # Invalid decisions vote for nothing: a long dropout also ends in unknown.
+    decider.reset()
+    results = _feed(decider, [0.9] * 3 + [0.9] * 6, valid=[True] * 3 + [False] * 6)
+    assert _events(results) == [(2, "unknown", "B"), (6, "B", "unknown")]
+    assert [d.valid for d, _ in results[3:]] == [False] * 6 and results[3][0].smoothed is None
 
 
 def test_min_dwell_holds_a_new_state():
-    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=1, min_dwell=3))
-    results = _feed(decider, [0.1, 0.1, 0.9, 0.1, 0.1, 0.1])
-    assert [d.state for d, _ in results] == [0, 0, 1, 1, 1, 0]
+    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=1, agree=1, threshold=0.5, min_dwell=3))
+    # From the start too: the first decisions cannot name a state before min_dwell decisions.
+    assert _states(_feed(decider, [0.1, 0.9, 0.9, 0.9])) == [UNKNOWN, UNKNOWN, 1, 1]
+    decider.reset()
+    results = _feed(decider, [0.1, 0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
+    assert _states(results) == [UNKNOWN, UNKNOWN, 0, 0, 0, 1, 1]
+    assert _events(results) == [(2, "unknown", "A"), (5, "A", "B")]
 
 
-def test_invalid_decisions_never_raise_events_nor_smooth():
-    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=1, min_dwell=0))
+def test_integer_sums_do_not_drift_and_summary_counts():
+    decider = Decider(["A", "B", "C"], 1000.0, DecisionPolicy(smooth=5, agree=3, threshold=0.5, min_dwell=0))
+    rng = np.random.default_rng(0)
+    for i in range(20000):
+        p = rng.dirichlet([1, 1, 1]).astype(np.float32)
+        decider.update(p, window_start=i, sample_index=i + 10, valid=bool(i % 97))
+    # The running sums equal a fresh sum over the ring: exact integers after 20000 updates.
+    assert decider._sums == np.asarray(decider._ring_q).sum(axis=0).tolist()
+    assert decider._votes == [sum(v == c for v in decider._ring_vote) for c in range(3)]
+    summary = decider.summary(end_sample=20009 + 1000)
+    assert summary["decisions"] == 20000 and summary["invalid_decisions"] == len(range(0, 20000, 97))
+    assert sum(summary["decision_share"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert sum(summary["state_seconds"].values()) == pytest.approx(21009 / 1000, abs=1e-6)
+    assert summary["first_decision_s"] == pytest.approx(0.010)
+
+
+def test_invalid_and_non_finite_decisions_vote_for_nothing():
+    decider = Decider(["A", "B"], 12800.0, DecisionPolicy(smooth=1, agree=1, threshold=0.5, min_dwell=0))
     results = _feed(decider, [0.99, 0.99, 0.99], valid=[False, False, True])
     assert [e is not None for _, e in results] == [False, False, True]
     assert [d.valid for d, _ in results] == [False, False, True]
@@ -152,16 +201,25 @@ def test_invalid_decisions_never_raise_events_nor_smooth():
     decision, event = decider.update([np.nan, 0.5], window_start=0, sample_index=1)
     assert not decision.valid and event is None and decision.reason == "non-finite probabilities"
     decider.reset()
-    assert (decider.state, decider.decisions, decider.invalid) == (0, 0, 0)
+    assert (decider.state, decider.decisions, decider.invalid) == (UNKNOWN, 0, 0)
 
 
-def test_decision_policy_errors():
-    with pytest.raises(ConfigError, match=r"thresholds off=0.8 < on=0.7 must lie in \[0, 1\]"):
-        DecisionPolicy(on=0.7, off=0.8)
+def test_decision_policy_errors_and_manifest_round_trip():
+    with pytest.raises(ConfigError, match="agree=3 must be more than half of smooth=6"):
+        DecisionPolicy(smooth=6, agree=3)
     with pytest.raises(ConfigError, match="smooth=0 must be an integer >= 1"):
         DecisionPolicy(smooth=0)
-    with pytest.raises(ConfigError, match="initial=2 is not a class index"):
-        Decider(["A", "B"], 1.0, DecisionPolicy(initial=2))
+    with pytest.raises(ConfigError, match=r"threshold=1.5 must be a probability in \(0, 1\]"):
+        DecisionPolicy(threshold=1.5)
+    with pytest.raises(ConfigError, match="reserved for the undecided state"):
+        Decider(["unknown", "B"], 1.0)
+    policy = DecisionPolicy(every_frames=7, smooth=5, agree=4, threshold=0.65, min_dwell=2, unknown_after=9)
+    assert DecisionPolicy.from_dict({**policy.to_dict(), "chosen_by": {}}) == policy
+    with pytest.raises(ConfigError, match=r"decision_policy: missing \['unknown_after'\]"):
+        DecisionPolicy.from_dict({k: v for k, v in policy.to_dict().items() if k != "unknown_after"},
+                                 where="decision_policy")
+    assert policy.replace(smooth=None, agree=5) == DecisionPolicy(every_frames=7, smooth=5, agree=5,
+                                                                  threshold=0.65, min_dwell=2, unknown_after=9)
 
 
 # Timing ----------------------------------------------------------------------------------------
@@ -251,7 +309,7 @@ def test_stream_plot_marks_the_true_onset_when_known(tmp_path, monkeypatch):
         trace.add_block(block)
     report.plot_stream(tmp_path / "a.png", trace, [], fs=12800.0, classes=["A", "B"], target=1, onset_s=1.25)
     report.plot_stream(tmp_path / "b.png", trace, [], fs=12800.0, classes=["A", "B"], target=1)
-    signal_axis, probability_axis = figures[0]
+    signal_axis, probability_axis, state_axis = figures[0]  # the third axis: the state, unknown included
     assert [x for x, _ in signal_axis] == [1.25]
     assert probability_axis == [(1.25, "true onset")]
-    assert figures[1] == [[], []]  # no onset known (a file, stdin): nothing drawn
+    assert figures[1] == [[], [], []]  # no onset known (a file, stdin): nothing drawn

@@ -33,18 +33,18 @@ def signals():
     return np.stack(out).astype(np.float32)
 
 
-def _single(bundle, signal, policy, runtime="litert"):
+def _single(bundle, signal, policy, runtime="litert", phase=0):
     with open_interpreter(runtime, bundle) as interp:
-        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, policy=policy)
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, policy=policy, phase=phase)
         decisions = []
         summary = rt.run(ArraySource(signal, bundle.cfg.fs, block=BLOCK).blocks(), decisions.append)
     return decisions, summary
 
 
-def _multi(bundle, signals, policy, runtime="litert", max_batch=None, block=BLOCK):
+def _multi(bundle, signals, policy, runtime="litert", max_batch=None, block=BLOCK, stagger=False):
     with open_interpreter(runtime, bundle) as interp:
         rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, signals.shape[0], policy=policy,
-                                max_batch=max_batch)
+                                max_batch=max_batch, stagger=stagger)
         per_sensor = [[] for _ in range(signals.shape[0])]
         blocks = (signals[:, i:i + block] for i in range(0, signals.shape[1], block))
         summary = rt.run(blocks, lambda sensor, decision: per_sensor[sensor].append(decision))
@@ -71,6 +71,21 @@ def test_each_sensor_gets_exactly_its_single_sensor_decisions(bundle, signals, r
     assert sorted(summary["events"], key=lambda e: (e["sensor"], e["decision"])) == events
     assert events, "the faulty machines must raise at least one event"
     assert summary["decisions"] == sum(len(d) for d in multi)
+
+
+@pytest.mark.parametrize("block", [BLOCK, 1000])
+def test_staggered_sensors_take_their_single_sensor_decisions_at_their_phase(bundle, signals, block):
+    """Staggered, sensor i decides from frame n_frames + i % every on: what a lone StreamRuntime with
+    that phase decides, image for image; each decision frame carries only its group's inferences."""
+    policy = DecisionPolicy(every_frames=3)
+    multi, summary = _multi(bundle, signals, policy, block=block, stagger=True)
+    starts = set()
+    for sensor, signal in enumerate(signals):
+        single, single_summary = _single(bundle, signal, policy, phase=sensor % 3)
+        _same(multi[sensor], single)
+        assert summary["states"][sensor] == single_summary["state"]
+        starts.add(multi[sensor][0].sample_index)
+    assert len(starts) == min(N_SENSORS, 3)  # the groups decide at different frames
 
 
 def test_odd_block_sizes_and_a_faulty_sensor(bundle, signals):
@@ -161,3 +176,19 @@ def test_interpreter_quantisation_equals_the_manifest_rule(bundle):
                            -128 * spec.scale, 3.5 * spec.scale, -3.5 * spec.scale]
         np.testing.assert_array_equal(interp._quantize(x), spec.quantize(x))
         np.testing.assert_array_equal(interp._quantize(x[:, ::-1].copy()), spec.quantize(x[:, ::-1]))
+
+
+def test_a_synthetic_fleet_is_many_machines_each_its_own():
+    from firmware_sim.multi import synth_fleet
+    from firmware_sim.sources import SynthSource, SynthStreamSpec
+
+    spec = SynthStreamSpec.parse("synth:duration=2,onset=1,seed=5")
+    specs, blocks = synth_fleet(spec, 4, 12800.0, block=1000)
+    assert [s.seed for s in specs] == [5, 6, 7, 8]
+    assert [s.onset is None for s in specs] == [False, True, False, True]
+    assert all(0.5 <= s.onset <= 1.5 for s in specs[::2]) and specs[0].onset != specs[2].onset
+    signals = np.concatenate(list(blocks), axis=1)
+    assert signals.shape == (4, 25600)
+    for s, row in zip(specs, signals):  # each row is that machine's own stream, sample for sample
+        np.testing.assert_array_equal(row, np.concatenate([b.samples for b in SynthSource(s).blocks()]))
+    assert not np.allclose(signals[1], signals[3])

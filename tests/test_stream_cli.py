@@ -18,7 +18,7 @@ from tests.util import run_cli, subprocess_env
 def test_stream_writes_events_json_and_plot(tiny_bundle, tmp_path):
     events, summary, plot = tmp_path / "ev.jsonl", tmp_path / "out" / "summary.json", tmp_path / "p.png"
     proc = run_cli("stream", str(tiny_bundle), "--source", "synth:duration=4,onset=2,seed=1",
-                   "--decision-every", "7f", "--smooth", "1", "--min-dwell", "0", "--on", "0.5", "--off", "0.49",
+                   "--decision-every", "7f", "--smooth", "1", "--min-dwell", "0", "--agree", "1", "--threshold", "0.5",
                    "--events", str(events), "--json", str(summary), "--plot", str(plot), "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert "real-time factor" in proc.stdout and "deadline misses" in proc.stdout
@@ -67,7 +67,8 @@ def test_profile_that_does_not_fit_exits_1_with_the_figures(tiny_bundle, tmp_pat
     (["--source", "synth:speed=2"], "synthetic source item 'speed=2' must be key=value"),
     (["--decision-every", "soon"], "--decision-every 'soon' must look like 0.25s"),
     (["--profile", "cortex-m99"], "device profile 'cortex-m99' is neither a built-in"),
-    (["--on", "0.2", "--off", "0.5"], "thresholds off=0.5 < on=0.2 must lie in [0, 1]"),
+    (["--smooth", "6", "--agree", "3"], "agree=3 must be more than half of smooth=6"),
+    (["--threshold", "1.2"], "threshold=1.2 must be a probability in (0, 1]"),
 ])
 def test_bad_options_are_one_line_exit_2(tiny_bundle, args, message):
     proc = run_cli("stream", str(tiny_bundle), "--quiet", *args)

@@ -237,7 +237,8 @@ def test_a_source_that_ends_mid_window(bundle, signal, clean, extra):
 def test_a_source_that_ends_before_the_first_window(bundle, signal):
     decisions, summary, _ = _stream(bundle, ArraySource(signal[:5000], bundle.cfg.fs, block=BLOCK).blocks())
     assert decisions == [] and summary["decisions"] == 0 and summary["events"] == []
-    assert summary["state"] == bundle.classes[0]
+    assert summary["state"] == "unknown"
+    assert summary["no_decision"] == f"no decision: 5000 samples, a window needs {bundle.cfg.window_samples}"
 
 
 class _PanickingModel:
@@ -257,14 +258,15 @@ class _PanickingModel:
 
 def test_invalid_decisions_never_raise_an_event_even_when_the_model_panics(bundle, signal):
     cfg = bundle.cfg
-    policy = DecisionPolicy(every_frames=EVERY, smooth=2, min_dwell=1)
+    policy = DecisionPolicy(every_frames=EVERY, smooth=2, agree=2, min_dwell=1)
     faulty = _replace_blocks(ArraySource(signal, cfg.fs, block=BLOCK).blocks(), set(range(100, 140)),
                              lambda s: np.full_like(s, np.nan))
     decisions, summary, _ = _stream(bundle, faulty, policy=policy,
                                     interpreter=lambda interp: _PanickingModel(interp, cfg))
     panicked = [d for d in decisions if d.probabilities[1] == 1.0]
     assert len(panicked) >= 3 and not any(d.valid for d in panicked)
-    assert summary["events"] == [] and summary["state"] == bundle.classes[0]
+    # The state may fall back to unknown during the dropout, never to the class the model panics to.
+    assert bundle.classes[1] not in [e["to"] for e in summary["events"]]
     # Control: the same silence as valid samples (a sensor that reads zero) does raise the alarm.
     silent = _replace_blocks(ArraySource(signal, cfg.fs, block=BLOCK).blocks(), set(range(100, 140)),
                              np.zeros_like)

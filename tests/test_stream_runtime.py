@@ -69,7 +69,7 @@ def test_block_size_does_not_change_decisions(bundle, signal, block):
 
 
 def test_litert_tflm_and_onnxruntime_agree(bundle, signal, capsys):
-    policy = DecisionPolicy(smooth=2, min_dwell=1)
+    policy = DecisionPolicy(smooth=2, agree=2, min_dwell=1)
     runs = {name: _stream(bundle, ArraySource(signal, bundle.cfg.fs).blocks(), runtime=name, policy=policy)
             for name in ("litert", "tflm", "onnxruntime")}
     ref = runs["litert"][0]

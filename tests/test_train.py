@@ -14,7 +14,8 @@ from edgecnn.fit import class_weight_vector
 from edgecnn.train import default_config, stratified_sample, train_run
 from tests.util import deterministic_training
 
-ARTEFACTS = ("model.keras", "config.json", "calibration.npz", "split.json", "history.json", "metrics.json",
+ARTEFACTS = ("model.keras", "config.json", "calibration.npz", "split.json", "validation.npz", "history.json",
+             "metrics.json",
              "training_curves.png", "confusion_matrix.png", "example_spectrograms.png", "test_prediction.png")
 
 
@@ -68,6 +69,20 @@ def test_split_is_by_recording_and_calibration_holds_training_windows_only(tiny)
     rows = {w.tobytes(): lab for w, lab in zip(ws.windows[training], ws.labels[training])}
     assert all(rows.get(w.tobytes()) == lab for w, lab in zip(windows, labels))
     assert set(labels.tolist()) == {0, 1}
+
+
+def test_validation_probabilities_are_kept_in_recording_and_time_order(tiny):
+    import keras
+
+    ws, info = tiny["ws"], rundir.read_run(tiny["run"])
+    validation = info.validation()
+    rows = np.flatnonzero(np.isin([ws.recordings[g]["id"] for g in ws.groups], info.split()["validation"]))
+    assert validation["groups"].tolist() == ws.groups[rows].tolist()  # every validation window, in order
+    assert validation["labels"].tolist() == ws.labels[rows].tolist()
+    assert int(validation["window_step"]) == (ws.hop or 10000)
+    model = keras.saving.load_model(info.model_path)
+    probs = model.predict(dsp.features(ws.windows[rows], info.cfg), verbose=0)
+    np.testing.assert_allclose(validation["probabilities"], probs, atol=1e-5)
 
 
 def test_normalisation_comes_from_the_training_split_alone(tiny):

@@ -56,6 +56,7 @@ def summary(bundle) -> dict[str, Any]:
                     "parameters": e.parameters, "macs": e.macs, "arena_bytes": e.arena_bytes,
                     "sha256": e.sha256} for e in bundle.models.values()],
         "device": bundle.device,
+        "decision_policy": manifest.get("decision_policy"),
         "footprint": bundle.footprint,
         "ram_total_bytes": _ram_total(bundle.footprint),
         "firmware": manifest.get("firmware"),
@@ -176,6 +177,7 @@ def render(info: dict[str, Any]) -> str:
         f"ADC +/-{adc['full_scale']:g} {adc['units']} {adc['bits']}-bit (noise {adc['noise_lsb']:g} LSB)"
         if adc else "no ADC model") + (f", q15 golden vectors {device['golden_q15']}" if device.get("golden_q15")
                                         else "") if device else "not declared (numpy float DSP, no ADC)"))
+    lines += policy_lines(info.get("decision_policy"))
     if info.get("unlisted_files"):
         lines.append(f"unlisted {', '.join(info['unlisted_files'])} (not in the manifest: never read, not "
                      "covered by the digest or a signature)")
@@ -184,6 +186,26 @@ def render(info: dict[str, Any]) -> str:
         keys = ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
         lines.append(f"training {keys}")
     return "\n".join(lines)
+
+
+def policy_lines(section: Any) -> list[str]:
+    """The bundle's decision policy and how it was chosen (the figures export measured)."""
+    if not isinstance(section, dict):
+        return ["policy   none in the manifest: stream uses the built-in default"]
+    lines = [f"policy   decide every {section.get('every_frames')} frames; a state needs {section.get('agree')} of "
+             f"the last {section.get('smooth')} decisions and a mean probability >= {section.get('threshold')}; "
+             f"dwell {section.get('min_dwell')}; unknown after {section.get('unknown_after')} decisions"]
+    chosen = section.get("chosen_by")
+    if isinstance(chosen, dict) and "meets_budget" in chosen:
+        lines.append(f"         chosen on {chosen.get('steady_streams')} steady and "
+                     f"{chosen.get('onset_streams')} onset validation streams ({chosen.get('stream_hours')} h): "
+                     f"false alarms {chosen.get('false_alarms')} "
+                     f"(budget {chosen.get('false_alarm_budget')}), missed {chosen.get('missed')}, delay median "
+                     f"{chosen.get('median_delay_s')} s, worst {chosen.get('worst_delay_s')} s (budget "
+                     f"{chosen.get('delay_budget_s')} s)" + ("" if chosen.get("meets_budget") else "; budget NOT met"))
+    elif isinstance(chosen, dict):
+        lines.append(f"         {chosen.get('method')}: {chosen.get('reason', '')}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

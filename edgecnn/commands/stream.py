@@ -11,7 +11,9 @@ Device side: imports no TensorFlow, not even inside run().
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
+import signal
 import sys
 import time
 
@@ -40,11 +42,18 @@ def register(subparsers) -> None:
                    help="per-frame DSP backend (firmware_sim.dsp_backends; default: the bundle's declared "
                         "device DSP and ADC, else numpy without an ADC)")
     p.add_argument("--block", type=int, default=256, help="samples per block (default 256)")
-    p.add_argument("--decision-every", default="0.25s", help="decision cadence: 0.25s, 250ms or 14f (frames)")
-    p.add_argument("--smooth", type=int, default=6, help="probability vectors averaged (default 6)")
-    p.add_argument("--on", type=float, default=0.8, help="smoothed probability to enter a state (0.8)")
-    p.add_argument("--off", type=float, default=0.2, help="smoothed probability to leave a state (0.2)")
-    p.add_argument("--min-dwell", type=int, default=4, help="decisions a state lasts at least (4)")
+    p.add_argument("--decision-every", default=None,
+                   help="decision cadence: 0.25s, 250ms or 14f (frames); default: the bundle's policy")
+    p.add_argument("--smooth", type=int, default=None, help="n: decisions in the ring (default: the bundle's)")
+    p.add_argument("--agree", type=int, default=None,
+                   help="k: votes of the last n decisions a class needs (default: the bundle's)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="mean probability over the last n decisions a class needs (default: the bundle's)")
+    p.add_argument("--min-dwell", type=int, default=None,
+                   help="decisions a state lasts before another class replaces it (default: the bundle's)")
+    p.add_argument("--unknown-after", type=int, default=None,
+                   help="decisions without support before the state falls back to unknown "
+                        "(default: the bundle's)")
     p.add_argument("--profile", help="device profile to check first: cortex-m4, cortex-m7, raspberry-pi-4 "
                                      "or a JSON file")
     p.add_argument("--resample", action="store_true", help="resample recordings at another rate")
@@ -52,13 +61,18 @@ def register(subparsers) -> None:
     p.add_argument("--scale", type=float, default=1.0 / 32768, help="int16 stdin: units per count")
     p.add_argument("--source-fs", type=float, help="stdin sample rate (must equal the bundle's)")
     p.add_argument("--events", metavar="OUT.jsonl", help="write state-change events, one JSON per line")
+    p.add_argument("--decisions", metavar="OUT.jsonl",
+                   help="write every decision (time, window, probabilities, argmax, valid, state), one JSON "
+                        "per line")
     p.add_argument("--plot", metavar="OUT.png", help="plot signal, p(B), smoothed state and events")
     p.add_argument("--json", metavar="OUT", help="write the summary figures as JSON")
     p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.add_argument("--sensors", type=int, default=1,
-                   help="serve N synchronised sensors with one model (firmware_sim.multi): sensor i "
-                        "replays the source rotated by i/N of its length (default 1)")
+                   help="serve N synchronised sensors with one model (firmware_sim.multi): with a synth "
+                        "source each sensor is its own machine (seed + i; with onset=T the even sensors "
+                        "develop a fault at their own onset in [T/2, 3T/2], the odd ones stay healthy); "
+                        "a recording is replayed to sensor i rotated by i/N of its length (default 1)")
     p.add_argument("--max-batch", type=int, default=8,
                    help="with --sensors: images per interpreter invoke (default 8, the fastest for "
                         "the edge int8 model on LiteRT in benchmarks/bench_multi.py)")
@@ -70,23 +84,22 @@ def run(args: argparse.Namespace) -> int:
     from export import firmware_measure
     from export.bundle import load_bundle
     from firmware_sim import profiles
-    from firmware_sim.decisions import DecisionPolicy, parse_cadence
     from firmware_sim.dsp_backends import DeviceDSP
     from firmware_sim.interpreters import RUNTIME_FORMATS, open_interpreter
-    from firmware_sim.report import EventLog, Trace, format_summary, plot_stream
+    from firmware_sim.report import DecisionLog, EventLog, Trace, format_summary, plot_stream
     from firmware_sim.runtime import StreamRuntime
     from firmware_sim.sources import open_source, paced
 
     bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     cfg, classes = bundle.cfg, bundle.classes
-    policy = DecisionPolicy(every_frames=parse_cadence(args.decision_every, cfg), smooth=args.smooth,
-                            on=args.on, off=args.off, min_dwell=args.min_dwell)
+    policy = stream_policy(bundle, args)
     if args.block < 1:
         raise ConfigError(f"--block {args.block} must be >= 1 sample")
     entry = bundle.model(format=RUNTIME_FORMATS[args.runtime], dtype=args.model_dtype)
     device = DeviceDSP.resolve(bundle.device, args.dsp)
     if not args.quiet:
         print(device.describe(), file=sys.stderr)
+        print(f"policy ({policy_origin(bundle, args)}): {policy.describe(cfg)}", file=sys.stderr)
 
     fit = None
     if args.profile:
@@ -118,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                          options=read_options(args))
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
     log = EventLog(args.events, fields={"bundle_digest": bundle.digest}) if args.events else None
+    decision_log = DecisionLog(args.decisions, classes, cfg.fs) if args.decisions else None
     target = 1 if len(classes) > 1 else 0
     trace = Trace() if args.plot else None
     status = _Status(enabled=not args.quiet, classes=classes, target=target)
@@ -127,14 +141,22 @@ def run(args: argparse.Namespace) -> int:
             log(event)
         status.event(event)
 
+    def on_recording(name, first):
+        if log is not None:
+            log.write({"event": "recording", "recording": name, "sample_index": first,
+                       "time_s": round(first / cfg.fs, 6)})
+        status.recording(name, first / cfg.fs)
+
     backend = device.backend()
     runtime = StreamRuntime(cfg, classes, interpreter, policy=policy, magnitude_fn=backend,
                             full_scale=getattr(source, "full_scale", None), on_event=on_event,
-                            adc=getattr(backend, "adc", None))
+                            adc=getattr(backend, "adc", None), on_recording=on_recording)
 
     def on_decision(decision):
         if trace is not None:
             trace.add_decision(decision, target)
+        if decision_log is not None:
+            decision_log(decision, runtime.recording)
         status.decision(decision, runtime)
 
     first_block: list[float] = []
@@ -143,25 +165,32 @@ def run(args: argparse.Namespace) -> int:
         blocks = paced(blocks, cfg.fs)
     if trace is not None:
         blocks = trace.watch(blocks)
+    stopped: list[str] = []
     wall = time.perf_counter()
     try:
-        # Arrival times matter when blocks come at the sensor's pace (live stdin or --realtime).
-        result = runtime.run(blocks, on_decision, watch_stalls=args.realtime or args.source == "-")
+        with _stop_on_signals(stopped):
+            # Arrival times matter when blocks come at the sensor's pace (live stdin or --realtime).
+            runtime.run(blocks, on_decision, watch_stalls=args.realtime or args.source == "-")
+    except _Stop:
+        pass  # SIGINT/SIGTERM: the figures up to now are reported below
     finally:
         wall = time.perf_counter() - wall
         interpreter.close()
-        if log is not None:
-            log.close()
+        for opened in (log, decision_log):
+            if opened is not None:
+                opened.close()
         status.close()
     result = {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file, "runtime": args.runtime,
               "dsp": device.name, "device": device.to_dict(),
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
+              "policy": policy.to_dict(), "policy_from": policy_origin(bundle, args),
+              "interrupted": stopped[0] if stopped else None,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(),
               # Wall-clock time (Unix seconds) when the first block had been processed: a caller
               # that noted when it started the process gets the start-up time (benchmarks).
               "first_block_done_unix_s": first_block[0] if first_block else None,
-              **result}
+              **runtime.summary()}
     if fit is not None:
         result["fit"] = fit.to_json()
         result["firmware_measured"] = firmware_measure.read_results(bundle)
@@ -176,6 +205,51 @@ def run(args: argparse.Namespace) -> int:
                     title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}",
                     onset_s=getattr(getattr(source, "spec", None), "onset", None))  # known for synth sources
     return 0
+
+
+class _Stop(Exception):
+    """Raised by the SIGINT/SIGTERM handler to end the stream loop (the summary is still written)."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stopped: list[str]):
+    """SIGINT and SIGTERM end the stream cleanly: the handler notes the signal's name in
+    ``stopped`` and raises :class:`_Stop` once; a second signal is ignored. The previous handlers
+    come back on leaving the block."""
+
+    def handler(signum, frame):
+        if stopped:
+            return
+        stopped.append(signal.Signals(signum).name)
+        raise _Stop
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def stream_policy(bundle, args: argparse.Namespace):
+    """The bundle's decision policy (manifest ``decision_policy``; the built-in default for a
+    bundle without one) with the fields the command line gives."""
+    from firmware_sim.decisions import parse_cadence
+
+    every = None if args.decision_every is None else parse_cadence(args.decision_every, bundle.cfg)
+    return bundle.decision_policy.replace(every_frames=every, smooth=args.smooth, agree=args.agree,
+                                          threshold=args.threshold, min_dwell=args.min_dwell,
+                                          unknown_after=args.unknown_after)
+
+
+def policy_origin(bundle, args: argparse.Namespace) -> str:
+    """Where the policy came from: the bundle, the built-in default, and which flags changed it."""
+    base = "bundle" if bundle.manifest.get("decision_policy") else "built-in default"
+    flags = [flag for flag, value in (("--decision-every", args.decision_every), ("--smooth", args.smooth),
+                                      ("--agree", args.agree), ("--threshold", args.threshold),
+                                      ("--min-dwell", args.min_dwell), ("--unknown-after", args.unknown_after))
+             if value is not None]
+    return base + (f", changed by {' '.join(flags)}" if flags else "")
 
 
 def _identity(bundle) -> dict:
@@ -220,23 +294,28 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     from edgecnn.fileio import write_json
     from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
-    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
-    from firmware_sim.sources import open_source
+    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks, synth_fleet
+    from firmware_sim.sources import SynthSource, open_source
 
     if args.sensors < 1:
         raise ConfigError(f"--sensors {args.sensors} must be >= 1")
     if args.max_batch is not None and args.max_batch < 1:
         raise ConfigError(f"--max-batch {args.max_batch} must be >= 1")
-    if args.source == "-" or args.realtime or args.plot:
+    if args.source == "-" or args.realtime or args.plot or args.decisions:
         raise ConfigError("--sensors N replays a synthetic source or a recording; it does not take "
-                          "stdin (-), --realtime or --plot")
+                          "stdin (-), --realtime, --plot or --decisions")
     if device.name != "numpy" or device.adc is not None:
         raise ConfigError(f"--sensors N computes the float numpy DSP without an ADC; this run would use "
                           f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
                           "that declares no ADC")
     cfg, classes = bundle.cfg, bundle.classes
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample, options=read_options(args))
-    signal = np.concatenate([b.samples for b in source.blocks()])
+    fleet = None
+    if isinstance(source, SynthSource):  # a fleet: every sensor its own machine (own seed, own onset or none)
+        fleet, blocks = synth_fleet(source.spec, args.sensors, cfg.fs, block=args.block)
+    else:  # a recording: sensor i replays it rotated by i/N of its length
+        signal = np.concatenate([b.samples for b in source.blocks()])
+        blocks = rotated_blocks(signal, args.sensors, block=args.block)
     log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
     def on_event(sensor, event):
@@ -250,10 +329,10 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
     runtime = MultiStreamRuntime(cfg, classes, interpreter, args.sensors, policy=policy,
                                  full_scale=getattr(source, "full_scale", None), max_batch=args.max_batch,
-                                 on_event=on_event)
+                                 on_event=on_event, stagger=True)
     wall = time.perf_counter()
     try:
-        result = runtime.run(rotated_blocks(signal, args.sensors, block=args.block))
+        result = runtime.run(blocks)
     finally:
         wall = time.perf_counter() - wall
         interpreter.close()
@@ -263,16 +342,23 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
               "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(), **result}
+    if fleet is not None:
+        result["fleet"] = [{"sensor": i, "seed": s.seed, "onset_s": s.onset, "faulty": s.faulty}
+                           for i, s in enumerate(fleet)]
     if fit is not None:
         result["fit"] = fit.to_json()
         result["firmware_measured"] = firmware_measure.read_results(bundle)
     t = result["timing"]
-    states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
+    states = ", ".join(f"{result['states'].count(c)} {c}" for c in [*classes, "unknown"])
     print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "
           f"processing: {result['sensor_realtime_factor']:.1f} sensor-seconds per second "
           f"(real-time factor {t['realtime_factor']:.1f}x for all {args.sensors} together)")
     print(f"blocks of {args.sensors} x {args.block}: p50 {t['block_ms_p50']} ms, p99 {t['block_ms_p99']} ms, "
           f"deadline misses {t['deadline_misses']}")
+    if fleet is not None:
+        with_onset = sum(s.onset is not None for s in fleet)
+        print(f"fleet: {args.sensors} synthetic machines (seeds {fleet[0].seed}-{fleet[-1].seed}), {with_onset} "
+              f"develop a fault at their own onset, {args.sensors - with_onset} do not")
     print(f"decisions: {result['decisions']} ({result['invalid_decisions']} invalid); "
           f"events: {len(result['events'])}; final states: {states}")
     print(f"peak resident memory: {result['peak_rss_mb']} MiB")
@@ -303,11 +389,17 @@ class _Status:
         p = decision.probabilities[self.target]
         text = (f"t={decision.sample_index / runtime.cfg.fs:8.2f}s decisions={runtime.decider.decisions} "
                 f"invalid={runtime.decider.invalid} p({self.classes[self.target]})={p:.2f} "
-                f"state={self.classes[decision.state]} events={len(runtime.events)} "
+                f"state={runtime.decider.state_name} events={len(runtime.events)} "
                 f"load={100 * timing.cpu_load:.2f}%")
         sys.stderr.write(("\r" + text + "\033[K") if self.tty else text + "\n")
         sys.stderr.flush()
         self.shown = True
+
+    def recording(self, name: str, time_s: float) -> None:
+        if self.enabled:
+            prefix = "\r\033[K" if self.tty else ""
+            sys.stderr.write(f"{prefix}recording {name} starts at t={time_s:.3f}s\n")
+            sys.stderr.flush()
 
     def event(self, event) -> None:
         if self.enabled:

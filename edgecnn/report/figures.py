@@ -46,8 +46,8 @@ def plot_state_timelines(rows: Sequence[tuple[str, float, list[dict], str | None
     """PNG bytes: one horizontal band per row, coloured by the decided state over stream time.
 
     A row is (label, duration s, events as ``Event.to_json()``, final state or None). The state before
-    the first event is that event's ``from`` (else the final state, else the first class); a state that
-    is not a class (e.g. ``unknown`` before the first full image) is left blank.
+    the first event is that event's ``from`` (else the final state, else ``unknown``); ``unknown`` (before
+    the first confident decision, or when the evidence for a state is gone) is drawn light grey.
     """
     import matplotlib
 
@@ -58,12 +58,13 @@ def plot_state_timelines(rows: Sequence[tuple[str, float, list[dict], str | None
     colours = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 1.2), constrained_layout=True)
     for y, (_label, duration, events, final) in enumerate(rows):
-        state = events[0]["from"] if events else (final or classes[0])
+        state = events[0]["from"] if events else (final or "unknown")
         t = 0.0
         for event in [*events, None]:
             end = duration if event is None else float(event["time_s"])
-            if state in classes:
-                ax.barh(y, max(0.0, end - t), left=t, height=0.6, color=colours(classes.index(state) % 10))
+            if state in classes or state == "unknown":
+                colour = colours(classes.index(state) % 10) if state in classes else "0.85"
+                ax.barh(y, max(0.0, end - t), left=t, height=0.6, color=colour)
             if event is not None:
                 ax.plot([end, end], [y - 0.4, y + 0.4], color="black", lw=1.2)
                 t, state = end, event["to"]
@@ -71,8 +72,9 @@ def plot_state_timelines(rows: Sequence[tuple[str, float, list[dict], str | None
     ax.invert_yaxis()
     ax.set_xlabel("stream time (s)")
     ax.set_xlim(0, max([r[1] for r in rows] + [1e-9]))
-    ax.legend(handles=[Patch(color=colours(i % 10), label=f"state {c}") for i, c in enumerate(classes)],
-              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes), frameon=False, fontsize=9)
+    ax.legend(handles=[*[Patch(color=colours(i % 10), label=f"state {c}") for i, c in enumerate(classes)],
+                       Patch(color="0.85", label="unknown")],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(classes) + 1, frameon=False, fontsize=9)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)

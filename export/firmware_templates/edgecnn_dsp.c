@@ -216,42 +216,69 @@ void edgecnn_dsp_write_input(const edgecnn_dsp_t* s, int8_t* input) {
 
 void edgecnn_decider_init(edgecnn_decider_t* d) {
   memset(d, 0, sizeof(*d));
-  d->state = EDGECNN_DECIDE_INITIAL;
+  d->state = EDGECNN_UNKNOWN;
+  for (int i = 0; i < EDGECNN_DECIDE_SMOOTH; ++i) d->ring_vote[i] = EDGECNN_UNKNOWN;
 }
 
 int edgecnn_decide(edgecnn_decider_t* d, const int8_t* output, uint64_t sample_index, float* probabilities,
                    edgecnn_event_t* event) {
   // Dequantise as the bundle's output tensor: scale * (q - zero_point) in float32.
   float p[EDGECNN_N_CLASSES];
+  int32_t q[EDGECNN_N_CLASSES];
+  int vote = 0;
   for (int k = 0; k < EDGECNN_N_CLASSES; ++k) {
     p[k] = (float)EDGECNN_OUTPUT_SCALE * ((float)output[k] - (float)EDGECNN_OUTPUT_ZERO_POINT);
     if (probabilities != NULL) probabilities[k] = p[k];
+    const double v = p[k] < 0.0f ? 0.0 : (p[k] > 1.0f ? 1.0 : (double)p[k]);
+    q[k] = (int32_t)nearbyint(v * 256.0);  // round half to even, as the simulator
+    if (q[k] > q[vote]) vote = k;          // the lowest index on a tie
   }
   const uint32_t index = d->decisions++;
-  for (int k = 0; k < EDGECNN_N_CLASSES; ++k) d->history[d->head][k] = (double)p[k];
-  d->head = (d->head + 1) % EDGECNN_DECIDE_SMOOTH;
-  if (d->filled < EDGECNN_DECIDE_SMOOTH) d->filled += 1;
-  double smoothed[EDGECNN_N_CLASSES];
-  int candidate = 0;
+  const int n = EDGECNN_DECIDE_SMOOTH, head = d->head;
+  if (d->filled == n) {  // the oldest decision leaves the ring: subtract it exactly
+    if (d->ring_vote[head] >= 0) d->votes[d->ring_vote[head]] -= 1;
+    for (int k = 0; k < EDGECNN_N_CLASSES; ++k) d->sums[k] -= d->ring_q[head][k];
+  } else {
+    d->filled += 1;
+  }
+  d->votes[vote] += 1;
   for (int k = 0; k < EDGECNN_N_CLASSES; ++k) {
-    double sum = 0.0;
-    for (int i = 0; i < d->filled; ++i) sum += d->history[i][k];
-    smoothed[k] = sum / (double)d->filled;
-    if (smoothed[k] > smoothed[candidate]) candidate = k;
+    d->sums[k] += q[k];
+    d->ring_q[head][k] = q[k];
   }
+  d->ring_vote[head] = (int8_t)vote;
+  d->head = (head + 1) % n;
   d->dwell += 1;
-  if (d->filled == EDGECNN_DECIDE_SMOOTH && candidate != d->state && smoothed[candidate] >= EDGECNN_DECIDE_ON &&
-      smoothed[d->state] <= EDGECNN_DECIDE_OFF && d->dwell >= EDGECNN_DECIDE_MIN_DWELL) {
-    if (event != NULL) {
-      event->decision = index;
-      event->sample_index = sample_index;
-      event->previous = d->state;
-      event->state = candidate;
-      event->smoothed = smoothed[candidate];
-    }
-    d->state = candidate;
-    d->dwell = 0;
-    return 1;
+  int target = EDGECNN_UNKNOWN;
+  if (d->filled == n) {
+    int c = 0;
+    for (int k = 1; k < EDGECNN_N_CLASSES; ++k)
+      if (d->votes[k] > d->votes[c]) c = k;
+    if (d->votes[c] >= EDGECNN_DECIDE_AGREE && d->sums[c] >= EDGECNN_DECIDE_THRESHOLD_Q * n) target = c;
   }
-  return 0;
+  const int previous = d->state;
+  int measured = -2;
+  if (target != EDGECNN_UNKNOWN && target != previous && d->dwell >= EDGECNN_DECIDE_MIN_DWELL) {
+    d->state = target;
+    d->dwell = 0;
+    d->doubt = 0;
+    measured = target;
+  } else if (previous != EDGECNN_UNKNOWN) {  // held on a majority of the ring's votes
+    d->doubt = (2 * d->votes[previous] > n) ? 0 : d->doubt + 1;
+    if (d->doubt >= EDGECNN_DECIDE_UNKNOWN_AFTER) {
+      d->state = EDGECNN_UNKNOWN;
+      d->dwell = 0;
+      d->doubt = 0;
+      measured = previous;
+    }
+  }
+  if (measured == -2) return 0;
+  if (event != NULL) {
+    event->decision = index;
+    event->sample_index = sample_index;
+    event->previous = previous;
+    event->state = d->state;
+    event->smoothed = (double)d->sums[measured] / (double)(n * 256);
+  }
+  return 1;
 }

@@ -55,16 +55,18 @@ typedef struct {
 } edgecnn_dsp_t;
 
 typedef struct {
-  double history[EDGECNN_DECIDE_SMOOTH][EDGECNN_N_CLASSES];  // last SMOOTH probability vectors
-  int filled, head, state, dwell;
+  int32_t ring_q[EDGECNN_DECIDE_SMOOTH][EDGECNN_N_CLASSES];  // last n probability vectors, in 1/256
+  int8_t ring_vote[EDGECNN_DECIDE_SMOOTH];                   // their votes (argmax)
+  int32_t votes[EDGECNN_N_CLASSES], sums[EDGECNN_N_CLASSES]; // exact running counts and sums
+  int filled, head, state, dwell, doubt;                     // state: class index or EDGECNN_UNKNOWN
   uint32_t decisions;
 } edgecnn_decider_t;
 
 typedef struct {
   uint32_t decision;     // index of the decision that changed the state
   uint64_t sample_index;  // stream clock at the end of that decision's window
-  int previous, state;   // class indices
-  double smoothed;       // smoothed probability of the new state
+  int previous, state;   // class indices or EDGECNN_UNKNOWN
+  double smoothed;       // mean probability over the ring of the class entered (of the one left, to unknown)
 } edgecnn_event_t;
 
 void edgecnn_dsp_init(edgecnn_dsp_t* s);
@@ -91,7 +93,8 @@ int8_t edgecnn_quantize_input(float value);
 void edgecnn_decider_init(edgecnn_decider_t* d);
 
 // One decision from the model's int8 output: probabilities (when not NULL, EDGECNN_N_CLASSES
-// floats) are dequantised as the bundle says; smoothing and hysteresis as firmware_sim's Decider.
+// floats) are dequantised as the bundle says; the integer k-of-n rule of firmware_sim's Decider
+// (docs/firmware_sim.md): unknown until k of the last n votes agree above the threshold.
 // Returns 1 and fills *event when the state changed, else 0.
 int edgecnn_decide(edgecnn_decider_t* d, const int8_t* output, uint64_t sample_index, float* probabilities,
                    edgecnn_event_t* event);

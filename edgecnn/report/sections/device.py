@@ -17,7 +17,8 @@ STREAM_MODEL_KEYS = ("decisions", "decision_accuracy", "false_alarms", "false_al
                      "class_changes", "detection_delay_s", "realtime_factor")
 LAYER_KEYS = ("op", "tensor", "rmse_over_scale", "max_abs_error", "scale")
 STREAM_KEYS = ("source", "model", "runtime", "dsp", "block", "decisions", "invalid_decisions", "state", "fit",
-               "peak_rss_mb")
+               "peak_rss_mb", "decision_share", "state_seconds", "first_decision_s", "first_state_s", "policy",
+               "policy_from", "interrupted", "no_decision")
 TIMING_KEYS = ("stream_s", "processing_s", "realtime_factor", "cpu_load", "block_ms_p50", "block_ms_p99",
                "block_ms_worst", "deadline_misses", "decision_latency_ms_p50", "decision_latency_ms_worst")
 MODEL_KEYS = ("format", "dtype", "bytes", "parameters", "macs", "arena_bytes")
@@ -25,7 +26,7 @@ C_ARRAY_KEYS = ("source", "header", "symbol", "alignment")
 FIRMWARE_KEYS = ("target", "kernels", "dsp", "flash_bytes", "ram_bytes", "model_bytes", "arena_bytes",
                  "arena_used_bytes", "dsp_state_bytes", "instructions_per_dsp_frame", "instructions_per_inference",
                  "instructions_note")
-EVENT_KEYS = ("time_s", "sample_index", "decision", "from", "to", "p_smoothed")
+EVENT_KEYS = ("time_s", "sample_index", "decision", "from", "to", "p_smoothed", "recording")
 #: Words of JSON keys written as people write them (``stft_scratch`` -> ``STFT scratch``).
 ACRONYMS = {"fft": "FFT", "stft": "STFT", "ram": "RAM", "dsp": "DSP", "dma": "DMA"}
 
@@ -138,6 +139,8 @@ def stream(inputs: ReportInputs) -> dict | Missing:
     return {**pick(result, STREAM_KEYS), "timing": pick(result.get("timing") or {}, TIMING_KEYS),
             "faults": {k: v for k, v in (result.get("faults") or {}).items() if v},
             "events": [pick(e, EVENT_KEYS) for e in result.get("events") or []],
+            "recordings_text": ", ".join(f"{r.get('recording')}: {r.get('state')}"
+                                         for r in result.get("recordings") or [] if isinstance(r, dict)),
             "plot": inputs.images.get("stream_plot"),
             "timeline": inputs.images.get("stream_timeline"), "timeline_note": inputs.notes.get("stream_timeline")}
 
@@ -154,8 +157,12 @@ def integrity(inputs: ReportInputs) -> dict | Missing:
             recorded = result.get("bundle_digest")
             results.append({"what": what, "digest": recorded,
                             "same": None if recorded is None else recorded == identity["digest"]})
+    from edgecnn.commands.inspect import policy_lines
+
     return {**identity, "results": results,
-            "digest_macro": ((inputs.manifest or {}).get("c_array") or {}).get("digest_macro")}
+            "digest_macro": ((inputs.manifest or {}).get("c_array") or {}).get("digest_macro"),
+            "decision_policy": [line.strip().removeprefix("policy").strip() for line in
+                                policy_lines((inputs.manifest or {}).get("decision_policy"))]}
 
 
 def dsp(inputs: ReportInputs) -> dict | Missing:
