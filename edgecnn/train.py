@@ -37,6 +37,17 @@ from edgecnn.progress import Progress
 DEFAULT_TRANSFORM = {"seed": "magnitude", "edge": "log"}
 #: Normalisation unless told otherwise: none for the seed model (as the reference), per bin for edge.
 DEFAULT_NORMALISATION = {"seed": "none", "edge": "per_bin"}
+
+
+def default_normalisation(arch: str, cfg: SpectrogramConfig) -> str:
+    """Normalisation unless told otherwise: ``DEFAULT_NORMALISATION``, except that envelope images are
+    normalised globally. Per-row constants fitted on a few recordings reweight rows (modulation
+    frequencies) by how much those recordings happened to vary there; a line at a row where every
+    training recording was flat is then magnified without bound. On CWRU leaving a fault diameter
+    out (3 seeds) that took the envelope edge CNN from 99.8 % (global) to 88.4 % (per row)."""
+    if cfg.feature == "envelope" and arch == "edge":
+        return "global"
+    return DEFAULT_NORMALISATION.get(arch, "per_bin")
 NORMALISATIONS = ("per_bin", "global", "none")
 CALIBRATION_WINDOWS = 200
 
@@ -176,7 +187,7 @@ def train_model(data: WindowSet, train_idx: np.ndarray, raw: np.ndarray, cfg: Sp
     """
     from edgecnn.models import build_model
 
-    normalisation = normalisation or DEFAULT_NORMALISATION.get(arch, "per_bin")
+    normalisation = normalisation or default_normalisation(arch, cfg)
     if normalisation not in NORMALISATIONS:
         raise ConfigError(f"normalisation={normalisation!r} must be one of {NORMALISATIONS}")
     fit_idx, val_idx, val_rule = validation_split(data, train_idx, val_fraction=val_fraction, seed=options.seed,

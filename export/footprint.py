@@ -189,6 +189,7 @@ def device_buffers(cfg: SpectrogramConfig, *, block_samples: int = DEFAULT_BLOCK
         "ring_buffer_bytes": parts["dma_buffers"] + parts["sample_history"],
         "stft_scratch_bytes": scratch,
         "rolling_image_bytes": parts["rolling_image"],
+        **({"envelope_history_bytes": parts["envelope_history"]} if "envelope_history" in parts else {}),
         "smoothing_bytes": parts["smoothing"],
         "total_bytes": sum(parts.values()),
         "dsp_working_memory": per_backend,

@@ -133,6 +133,8 @@ def render(info: dict[str, Any]) -> str:
         f"({buffers.get('block_samples')}-sample blocks)",
         f"  STFT scratch            {_num(buffers.get('stft_scratch_bytes')):>10s} bytes",
         f"  rolling image           {_num(buffers.get('rolling_image_bytes')):>10s} bytes",
+        *([f"  envelope history        {_num(buffers['envelope_history_bytes']):>10s} bytes"]
+          if buffers.get("envelope_history_bytes") is not None else []),
         f"  RAM total (arena + DSP) {_num(info['ram_total_bytes']):>10s} bytes",
         *([f"  DSP tables (flash)      {_num(buffers['dsp_tables_flash_bytes']):>10s} bytes "
            f"({buffers.get('dsp_backend')})"] if buffers.get("dsp_tables_flash_bytes") is not None else []),

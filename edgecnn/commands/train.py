@@ -60,7 +60,8 @@ def add_training_arguments(p) -> None:
                    help="image the model reads: the STFT, or the rolling envelope spectrum of the "
                         "1-6 kHz band (default: spectrogram for seed, envelope for edge; docs/dsp.md)")
     p.add_argument("--normalisation", choices=("per_bin", "global", "none"), default=None,
-                   help="normalisation fitted on the training split (default: none for seed, per_bin for edge)")
+                   help="normalisation fitted on the training split (default: none for seed; edge: global on "
+                        "envelope images, per_bin on spectrograms)")
     p.add_argument("--overlap", default="auto",
                    help="window overlap in [0, 1), or auto: 0.5 when a class has fewer than 100 windows "
                         "without overlap, else 0 (default auto)")
