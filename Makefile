@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test lint bench bench-long clean device-env
+.PHONY: venv demo test lint bench bench-long clean device-env firmware-test
 
 venv: $(STAMP)
 
@@ -20,8 +20,15 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: venv lint device-env
-	$(PY) -m pytest -q
+test: venv lint device-env firmware-test
+	$(PY) -m pytest -q --ignore=tests/test_firmware.py --ignore=tests/test_firmware_mcu.py
+
+# The generated C library: host build (gcc -std=c99 -Werror, ctypes) and Cortex-M4 build on QEMU
+# (mps2-an386). Needs gcc, Debian's arm-none-eabi toolchain and qemu-system-arm (.ci/run installs
+# them) and ../shared/third_party (or EDGECNN_THIRD_PARTY); here a missing tool fails, not skips.
+# TFLM is built once into build/firmware (EDGECNN_FIRMWARE_BUILD), about 6 minutes on 2 cores.
+firmware-test: venv
+	EDGECNN_REQUIRE_FIRMWARE=1 $(PY) -m pytest -q tests/test_firmware.py tests/test_firmware_mcu.py
 
 bench: venv
 	$(PY) benchmarks/run_all.py

@@ -1,8 +1,9 @@
 """Seed vs edge CNN on the synthetic default data and the real-data tasks, recording-level splits.
 
 For every task and architecture: ``edgecnn.train.train_run`` (the same engine as ``edgecnn train``),
-then the float test accuracy, parameters, MACs, the full-integer int8 TFLite size (calibrated on the
-run's training windows), the tflite-micro tensor arena (edge only) and seconds per epoch on this CPU.
+then the float test accuracy, parameters, MACs, the model size (``model_int8.tflite`` as ``edgecnn export``
+ships it: the full-integer int8 TFLite calibrated on the run's training windows, with its settings
+metadata), the tflite-micro tensor arena and seconds per epoch on this CPU.
 
     python benchmarks/train_table.py [--tasks synth,cwru_ir_or,...] [--seeds 0] [--epochs 30]
                                      [--json OUT.json] [--keep DIR]
@@ -14,9 +15,7 @@ every figure. Real data comes from the sibling ``shared/data`` folder; tasks wit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -60,19 +59,17 @@ TASKS = [
 ]
 
 
-def int8_bytes_and_arena(model, calibration_images: np.ndarray, measure_arena: bool) -> tuple[int, int | None]:
-    """Size of the full-integer TFLite (int8 in/out) and, optionally, its tflite-micro arena (export's own code)."""
-    from export.footprint import tflm_arena
-    from export.tflite_export import convert
+def shipped_int8(run_dir: Path) -> tuple[int, int | None]:
+    """The model size as every doc means it: bytes of ``model_int8.tflite`` as ``edgecnn export`` ships
+    it (the int8 flatbuffer plus edgecnn's settings metadata), and its tflite-micro arena, both from an
+    export of the run (export's own code, calibration and measurement)."""
+    from export.bundle import load_bundle
+    from export.writer import export_bundle
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel signature
-        flat = convert(model, "int8", representative=(x[None] for x in calibration_images[:200]))
-    if not measure_arena:
-        return len(flat), None
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.tflite"
-        path.write_bytes(flat)
-        return len(flat), tflm_arena(path)["total"]
+        bundle = load_bundle(export_bundle(run_dir, Path(tmp) / "bundle", formats="tflite_int8", quiet=True))
+        entry = bundle.model("tflite", "int8")
+        return entry.bytes, entry.arena_bytes
 
 
 def load_task(task: Task, cfg, cache: Path):
@@ -91,7 +88,6 @@ def load_task(task: Task, cfg, cache: Path):
 
 
 def run_one(task: Task, arch: str, seed: int, epochs: int, workdir: Path, cache: Path) -> dict | None:
-    from edgecnn.feature_cache import normalise, raw_features
     from edgecnn.train import default_config, train_run
 
     cfg = default_config(arch)
@@ -105,9 +101,7 @@ def run_one(task: Task, arch: str, seed: int, epochs: int, workdir: Path, cache:
                        test_where=task.where, test_fraction=task.test_fraction, quiet=True, force=True,
                        cache_dir=cache / "spectrograms", data_source=str(path), overlap=task.overlap)
     wall = time.perf_counter() - start
-    calib = np.load(out / "calibration.npz")["windows"]
-    images = normalise(raw_features(calib, result.cfg, cache_dir=cache / "spectrograms")[0], result.cfg)
-    int8, arena = int8_bytes_and_arena(result.model, images, measure_arena=arch == "edge")
+    int8, arena = shipped_int8(out)
     test = result.metrics["test"]
     split = json.loads((out / "split.json").read_text())
     return {"task": task.name, "arch": arch, "seed": seed, "accuracy": test["accuracy"], "n_test": test["n"],

@@ -16,7 +16,7 @@ from edgecnn.quiet import quiet_tensorflow_environment
 
 #: Command name -> module under edgecnn.commands (imported to build the parser; keep them light).
 COMMANDS = ("synth", "train", "cv", "export", "inspect", "stream", "predict", "parity", "fidelity", "report",
-            "keygen", "demo")
+            "keygen", "firmware", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,16 +91,21 @@ def recording_groups(data: WindowSet, by: str) -> tuple[list[str], list[str]]:
     return values, notes
 
 
-def make_folds(data: WindowSet, by: str) -> tuple[list[Fold], list[str]]:
-    """Leave-one-group-out folds (scikit-learn's LeaveOneGroupOut) and notes on the grouping."""
-    from sklearn.model_selection import LeaveOneGroupOut
+def make_folds(data: WindowSet, by: str, n_folds: int | None = None) -> tuple[list[Fold], list[str]]:
+    """Leave-one-group-out folds (scikit-learn's LeaveOneGroupOut) and notes on the grouping; with
+    ``n_folds``, groups are left out ``n_folds`` at a time (``GroupKFold``: each group tested once)."""
+    from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
     values, notes = recording_groups(data, by)
     order = sorted(set(values), key=_natural)
     codes = np.array([order.index(v) for v in values], dtype=np.int64)[data.groups]
+    if n_folds is not None and not 2 <= n_folds <= len(order):
+        raise ConfigError(f"--folds {n_folds} must be in [2, {len(order)}] (the {by} values present)")
+    splitter = LeaveOneGroupOut() if n_folds is None or n_folds == len(order) else GroupKFold(n_splits=n_folds)
     folds = []
-    for train_idx, test_idx in LeaveOneGroupOut().split(np.zeros((len(data), 1)), data.labels, groups=codes):
-        value = order[int(codes[test_idx[0]])]
+    for train_idx, test_idx in splitter.split(np.zeros((len(data), 1)), data.labels, groups=codes):
+        left_out = sorted({order[int(c)] for c in np.unique(codes[test_idx])}, key=_natural)
+        value = ",".join(left_out)
         name = value if by == "recording" else f"{by}={value}"
         absent = [data.classes[c] for c in range(len(data.classes)) if not np.any(data.labels[train_idx] == c)]
         if absent:
@@ -137,7 +142,8 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                    normalisation: str | None = None, val_fraction: float = 0.2, overlap: float = 0.0,
                    cache_dir: str | Path | None = None, use_cache: bool = True, quiet: bool = False,
                    raw: np.ndarray | None = None, data_source: str | None = None,
-                   label_map: str | None = None, say=None, augmentation=None) -> dict[str, Any]:
+                   label_map: str | None = None, say=None, augmentation=None,
+                   n_folds: int | None = None) -> dict[str, Any]:
     """Leave-one-group-out cross-validation; returns the cv document (see :func:`write_outputs`).
 
     ``options`` is an ``edgecnn.fit.FitOptions`` (its seed is replaced by each of ``seeds``; default:
@@ -159,7 +165,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
     if data.windows.shape[1] != cfg.window_samples:
         raise InputError(f"windows have {data.windows.shape[1]} samples; the config needs {cfg.window_samples}")
     options = options or FitOptions()
-    folds, notes = make_folds(data, by)
+    folds, notes = make_folds(data, by, n_folds)
     if raw is None:
         raw, _ = raw_features(data.windows, cfg, cache_dir=cache_dir, use_cache=use_cache,
                               progress=Progress("spectrograms", quiet=quiet))
@@ -195,6 +201,7 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                    "epochs_run": len(trained.fit.history.get("loss", [])),
                    "seconds": round(time.perf_counter() - start, 1), **verdict.to_json()}
             runs[seed, k] = run
+            normalisation = trained.normalisation  # the arch's default, resolved by train_model
             say(f"cv: seed {seed} fold {k + 1}/{len(folds)} {fold.name} ({np.unique(data.groups[test]).size} "
                 f"recording(s), {test.size} windows): float {run['float']:.4f}, int8 {run['int8']:.4f}, "
                 f"epoch {run['best_epoch']} of {run['epochs_run']}, {run['seconds']:.0f} s")
@@ -202,9 +209,13 @@ def cross_validate(data: WindowSet, cfg: SpectrogramConfig | None = None, *, by:
                 say(f"cv: seed {seed} fold {fold.name}: {verdict.warning()}")
 
     doc = _document(data, folds, notes, runs, pooled, seeds=tuple(seeds), by=by, arch=arch, rec_ids=rec_ids)
-    doc["training"] = {"epochs": options.epochs, "patience": options.patience, "batch_size": options.batch_size,
-                       "learning_rate": options.learning_rate, "normalisation": normalisation,
-                       "val_fraction": val_fraction, "overlap": overlap, "transform": cfg.transform}
+    from edgecnn.augment import Augmentation
+
+    doc["training"] = {"epochs": options.epochs, "min_epochs": options.min_epochs, "patience": options.patience,
+                       "batch_size": options.batch_size, "learning_rate": options.learning_rate,
+                       "normalisation": normalisation, "val_fraction": val_fraction, "overlap": overlap,
+                       "feature": cfg.feature, "transform": cfg.transform,
+                       "augmentation": (augmentation or Augmentation()).to_dict()}
     doc["data"] = {"source": data_source, "label_map": label_map, "n_windows": len(data),
                    "recordings": len(data.recordings), "classes": list(data.classes)}
     return doc

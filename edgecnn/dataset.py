@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import ConfigError, InputError
-from edgecnn.readers import Recording, read_recordings
+from edgecnn.readers import DEFAULT_OPTIONS, ReadOptions, Recording, read_recordings
 
 #: Largest up/down factor accepted for resampling (48828 -> 12800 Hz needs 3200/12207).
 MAX_RESAMPLE_FACTOR = 100_000
@@ -89,10 +89,20 @@ class LabelMap:
         return list(dict.fromkeys(c for _, c in self.rules))
 
     def __call__(self, label: str | None) -> str | None:
-        for pattern, cls_name in self.rules:
+        rule = self.rule_for(label)
+        return None if rule is None else self.rules[rule][1]
+
+    def rule_for(self, label: str | None) -> int | None:
+        """Index of the entry that decides ``label`` (the first that matches), or None."""
+        for i, (pattern, _) in enumerate(self.rules):
             if label is not None and fnmatch.fnmatchcase(label, pattern):
-                return cls_name
+                return i
         return None
+
+    def unused(self, labels: Any) -> list[str]:
+        """The entries (``pattern=CLASS``) that decide none of ``labels``: a typo, or shadowed by an earlier one."""
+        used = {self.rule_for(label) for label in labels}
+        return [f"{p}={c}" for i, (p, c) in enumerate(self.rules) if i not in used]
 
     def __str__(self) -> str:
         return ",".join(f"{p}={c}" for p, c in self.rules)
@@ -114,6 +124,8 @@ class WindowSet:
     """Per recording: id, label, class, source, fs (native), n_windows and metadata."""
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
     """Recordings left out and why (``unmapped`` label, ``too_short``)."""
+    label_notes: list[str] = dataclasses.field(default_factory=list)
+    """What the label map did not do: entries that matched no recording, labels it left out."""
     hop: int | None = None
     """Samples between the starts of consecutive windows of a continuous recording."""
     contiguous: np.ndarray | None = None
@@ -181,13 +193,15 @@ def cut_windows(signal: np.ndarray, window_samples: int, hop: int) -> np.ndarray
 
 
 def load_windows(path: str | Path, cfg: SpectrogramConfig | None = None, *, label_map: str | LabelMap | None = None,
-                 overlap: float | str = 0.0, progress: Callable[[int, int], None] | None = None) -> WindowSet:
+                 overlap: float | str = 0.0, progress: Callable[[int, int], None] | None = None,
+                 options: ReadOptions = DEFAULT_OPTIONS) -> WindowSet:
     """Read recordings, resample to cfg.fs, cut windows and map labels to classes.
 
     ``overlap="auto"`` chooses 0.5 when any class would have fewer than 100 windows without
-    overlap, else 0 (``WindowSet.overlap_rule`` says which and why).
+    overlap, else 0 (``WindowSet.overlap_rule`` says which and why). ``options``: what the files may
+    not say themselves (``--fs``, ``--channel``).
     """
-    recordings = read_recordings(path, progress=progress)
+    recordings = read_recordings(path, progress=progress, options=options)
     try:
         return windows_from_recordings(recordings, cfg, label_map=label_map, overlap=overlap)
     except InputError as exc:
@@ -222,6 +236,18 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
         classes = [c for c in order if c in seen] if order else sorted(seen)
         classes += sorted(seen - set(classes))
     per_class = {c: sum(1 for _, k in mapped if k == c) for c in classes}
+    labels_read = sorted({str(r.label) for r in recordings if r.label is not None})
+    present = f"labels present: {', '.join(labels_read) or 'none'}"
+    notes = []
+    if label_map:
+        unused = label_map.unused(r.label for r in recordings)
+        if unused:
+            notes.append(f"label map entr{'y' if len(unused) == 1 else 'ies'} {', '.join(unused)} matched no "
+                         f"recording ({present})")
+        left_out = sorted({str(r.label) for r in recordings if label_map(r.label) is None})
+        if left_out:
+            notes.append(f"left out {dropped['unmapped']} recording(s) whose label the map does not name: "
+                         f"{', '.join(left_out)}")
 
     signals = []
     for rec, _ in mapped:
@@ -267,17 +293,20 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
             labels.append(np.full(len(win), classes.index(cls_name), dtype=np.int64))
     if not windows:
         raise InputError(f"no windows of {cfg.window_samples} samples: {dropped['unmapped']} recordings "
-                         f"unmapped by the label map, {dropped['too_short']} shorter than one window")
-    present = sorted(set(np.concatenate(labels).tolist()))
-    empty = [c for i, c in enumerate(classes) if i not in present]
+                         f"unmapped by the label map, {dropped['too_short']} shorter than one window "
+                         f"({present})")
+    with_windows = sorted(set(np.concatenate(labels).tolist()))
+    empty = [c for i, c in enumerate(classes) if i not in with_windows]
     if empty and label_map:
-        raise InputError(f"class(es) {empty} have no windows; check the label map {label_map}")
-    if len(present) < 2:
-        raise InputError(f"only one class ({classes[present[0]]!r}) has windows; need at least two "
-                         f"(check the label map)")
+        unused = label_map.unused(r.label for r in recordings)
+        raise InputError(f"class(es) {empty} have no windows; check the label map {label_map} "
+                         f"({present}" + (f"; entries matching none: {', '.join(unused)})" if unused else ")"))
+    if len(with_windows) < 2:
+        raise InputError(f"only one class ({classes[with_windows[0]]!r}) has windows; need at least two "
+                         f"(check the label map; {present})")
     return WindowSet(windows=np.concatenate(windows), labels=np.concatenate(labels),
                      groups=np.concatenate(groups), classes=classes, recordings=rec_info, dropped=dropped,
-                     hop=hop, contiguous=np.concatenate(contiguous), overlap_rule=rule)
+                     hop=hop, contiguous=np.concatenate(contiguous), overlap_rule=rule, label_notes=notes)
 
 
 def _cut(signal: np.ndarray, recordings_of_class: int, window_samples: int, hop: int) -> list[np.ndarray]:
@@ -304,6 +333,37 @@ def parse_where(text: str | None) -> dict[str, str] | None:
     return out
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def same_value(have: Any, want: Any) -> bool:
+    """Metadata ``have`` equals a ``--test-where`` value: as numbers when both are (200 == 200.0),
+    else as text."""
+    a, b = _number(have), _number(want)
+    if a is not None and b is not None:
+        return a == b
+    return str(have).strip() == str(want).strip()
+
+
+def values_present(values: Any) -> list[str]:
+    """Distinct metadata values, as a user would type them (200.0 -> '200'), numbers in order first."""
+    numbers, texts = set(), set()
+    for value in values:
+        number = _number(value)
+        if number is not None:
+            numbers.add(number)
+        elif value is not None:
+            texts.add(str(value))
+    return [str(int(n)) if n.is_integer() and abs(n) < 1e15 else repr(n) for n in sorted(numbers)] + sorted(texts)
+
+
 def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int = 0,
                        where: dict[str, Any] | None = None, subset: np.ndarray | None = None,
                        by: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -326,10 +386,12 @@ def split_by_recording(ws: WindowSet, *, test_fraction: float = 0.25, seed: int 
             raise ConfigError(f"no recording has metadata {unknown}; known keys: "
                               f"{sorted(set().union(*(ws.recordings[r].keys() for r in rec_ids)))}")
         test_recs = [r for r in rec_ids
-                     if all(str(ws.recordings[r].get(k)) == str(v) for k, v in where.items())]
+                     if all(same_value(ws.recordings[r].get(k), v) for k, v in where.items())]
         if not test_recs or len(test_recs) == len(rec_ids):
+            present = "; ".join(f"{k}: {', '.join(values_present(ws.recordings[r].get(k) for r in rec_ids))}"
+                                for k in where)
             raise ConfigError(f"test selection {where} matches {len(test_recs)} of {len(rec_ids)} "
-                              f"recordings; it must leave some on each side")
+                              f"recordings; it must leave some on each side (values present: {present})")
     elif by:
         test_recs = _draw_groups(ws, rec_ids, by, test_fraction, seed)
     else:

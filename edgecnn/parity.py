@@ -26,6 +26,7 @@ from edgecnn.dataset import WindowSet, load_windows
 from edgecnn.errors import InputError
 from edgecnn.metrics import classification_report, output_error
 from edgecnn.progress import Progress
+from edgecnn.readers import DEFAULT_OPTIONS, ReadOptions
 
 #: (variant name, runtime, model format, dtype) in report order; absent model files are skipped.
 VARIANTS = (
@@ -53,7 +54,8 @@ class ParityData:
 
 
 def select_data(bundle, path: str | Path, *, label_map: str | None = None, overlap: float | None = None,
-                progress: Callable[[int, int], None] | None = None) -> ParityData:
+                progress: Callable[[int, int], None] | None = None, options: ReadOptions = DEFAULT_OPTIONS,
+                ) -> ParityData:
     """Windows of ``path`` at the bundle's DSP config; the run's test recordings when its split applies.
 
     ``label_map`` and ``overlap`` default to the ones the bundle's model was trained with.
@@ -63,7 +65,7 @@ def select_data(bundle, path: str | Path, *, label_map: str | None = None, overl
     if overlap is None:
         hop = (training.get("data") or {}).get("hop")
         overlap = 1.0 - hop / bundle.cfg.window_samples if hop else 0.0
-    ws = load_windows(path, bundle.cfg, label_map=label_map, overlap=overlap)
+    ws = load_windows(path, bundle.cfg, label_map=label_map, overlap=overlap, options=options)
     unknown = [c for c in ws.classes if c not in bundle.classes]
     if unknown:
         raise InputError(f"{path}: data classes {unknown} are not the bundle's classes {bundle.classes}; "

@@ -5,7 +5,9 @@ rebuilt from validated dtype, shape and bytes; a pickle that would run code, or 
 or structured dtype, is refused and runs nothing), ``.npz`` recordings
 (the layout of shared/data/cwru and mfpt), WAV, CSV (one column, or time and signal), MATLAB ``.mat``
 (CWRU ``X097_DE_time`` naming, MFPT ``bearing`` struct) and folders of any of these.
-``read_recordings(path)`` picks the reader from the path.
+``read_recordings(path)`` picks the reader from the path; ``ReadOptions`` carries what a file may not
+say itself: the rate of a one-column CSV without a ``# fs=`` line (``--fs``) and the WAV channel to
+read (``--channel``; a multi-channel WAV without one is refused, never silently cut to its first).
 
 numpy/scipy only: the device side replays files through this module, so scipy is imported lazily
 and only where a format needs it (``.mat`` files, WAV formats other than integer PCM): reading
@@ -15,6 +17,7 @@ pickles, npz, CSV and PCM WAV must never import scipy (~17 MiB resident for ``sc
 from __future__ import annotations
 
 import dataclasses
+import io
 import pickle
 import re
 import warnings
@@ -28,8 +31,28 @@ from edgecnn import safe_pickle
 from edgecnn.errors import InputError
 
 SUFFIXES = (".pkl", ".pickle", ".npz", ".wav", ".csv", ".txt", ".mat")
-#: Rate assumed for CSV files with a single column and no ``# fs=`` header line.
-DEFAULT_CSV_FS = 12800.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadOptions:
+    """What the user tells the readers that a file may not say itself.
+
+    ``fs``: sample rate (Hz) of one-column CSV files without a ``# fs=`` line (a file's own line wins).
+    ``channel``: the WAV channel to read (0 = first); required for a WAV with more than one channel.
+    """
+
+    fs: float | None = None
+    channel: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.fs is not None and not (np.isfinite(self.fs) and self.fs > 0):
+            raise InputError(f"--fs {self.fs!r} must be a sample rate in Hz (> 0)")
+        if self.channel is not None and (isinstance(self.channel, bool) or int(self.channel) != self.channel
+                                         or self.channel < 0):
+            raise InputError(f"--channel {self.channel!r} must be a channel number >= 0 (0 = first)")
+
+
+DEFAULT_OPTIONS = ReadOptions()
 
 
 @dataclasses.dataclass
@@ -57,7 +80,7 @@ class Recording:
 
 
 def read_recordings(path: str | Path, *, progress: Callable[[int, int], None] | None = None,
-                    ) -> list[Recording]:
+                    options: ReadOptions = DEFAULT_OPTIONS) -> list[Recording]:
     """Read a file or a folder (recursively, sorted) of supported recordings."""
     path = Path(path)
     if path.is_dir():
@@ -69,19 +92,21 @@ def read_recordings(path: str | Path, *, progress: Callable[[int, int], None] | 
         for i, file in enumerate(files):
             rel_parent = file.parent.relative_to(path)
             folder_label = rel_parent.parts[0] if rel_parent.parts else None
-            out.extend(_read_file(file, folder_label=folder_label))
+            out.extend(_read_file(file, folder_label=folder_label, options=options))
             if progress is not None:
                 progress(i + 1, len(files))
         return out
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
-    return _read_file(path, folder_label=None)
+    return _read_file(path, folder_label=None, options=options)
 
 
-def _read_file(path: Path, *, folder_label: str | None) -> list[Recording]:
+def _read_file(path: Path, *, folder_label: str | None, options: ReadOptions) -> list[Recording]:
     suffix = path.suffix.lower()
-    readers = {".pkl": read_pickle, ".pickle": read_pickle, ".npz": read_npz, ".wav": read_wav,
-               ".csv": read_csv, ".txt": read_csv, ".mat": read_mat}
+    readers: dict[str, Callable[[Path], list[Recording]]] = {
+        ".pkl": read_pickle, ".pickle": read_pickle, ".npz": read_npz, ".mat": read_mat,
+        ".wav": lambda p: read_wav(p, channel=options.channel),
+        ".csv": lambda p: read_csv(p, fs=options.fs), ".txt": lambda p: read_csv(p, fs=options.fs)}
     reader = readers.get(suffix)
     if reader is None:
         raise InputError(f"{path}: unsupported file type {suffix!r} (supported: {', '.join(SUFFIXES)})")
@@ -244,8 +269,9 @@ def read_npz(path: Path) -> list[Recording]:
 
 
 # --- WAV ----------------------------------------------------------------------------------------------
-def read_wav(path: Path) -> list[Recording]:
-    """A mono or multi-channel WAV (first channel used); integer PCM scaled to [-1, 1).
+def read_wav(path: Path, *, channel: int | None = None) -> list[Recording]:
+    """A mono WAV, or one ``channel`` of a multi-channel WAV (required: a sensor's axes or a stereo
+    recorder's two inputs are different signals); integer PCM scaled to [-1, 1).
 
     Integer PCM (8, 16, 24, 32 bit) is read with the standard library's ``wave`` and numpy: the
     device side replays WAV files, and ``scipy.io`` costs ~17 MiB resident. Formats ``wave`` does
@@ -259,11 +285,11 @@ def read_wav(path: Path) -> list[Recording]:
             channels, width, fs = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
             declared = wav.getnframes()
             if not 1 <= width <= 4 or channels < 1:
-                return _read_wav_scipy(path)
+                return _read_wav_scipy(path, channel)
             raw = wav.readframes(declared)
     except wave.Error as exc:
         if str(exc).startswith("unknown format"):
-            return _read_wav_scipy(path)
+            return _read_wav_scipy(path, channel)
         raise InputError(f"{src}: not a readable WAV file ({_reason(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure on untrusted bytes is bad input
         raise InputError(f"{src}: not a readable WAV file ({_reason(exc)})") from None
@@ -272,28 +298,49 @@ def read_wav(path: Path) -> list[Recording]:
     if frames < declared:
         raise InputError(f"{src}: WAV file is truncated (the header declares {declared} frames, the file "
                          f"holds {frames})")
-    samples = _pcm_first_channel(raw[:frames * frame_bytes], channels, width)
+    chosen = _wav_channel(src, channels, channel)
+    samples = _pcm_channel(raw[:frames * frame_bytes], channels, width, chosen)
     signal = as_signal(samples, src)
     return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
-                      meta={"channels": channels, "label_from": "file name"})]
+                      meta=_wav_meta(channels, chosen))]
 
 
-def _pcm_first_channel(raw: bytes, channels: int, width: int) -> np.ndarray:
-    """First channel of little-endian integer PCM frames, scaled to [-1, 1) (float64)."""
+def _wav_channel(src: str, channels: int, channel: int | None) -> int:
+    """The channel to read: the only one, or the one asked for; several and none asked for is refused."""
+    if channel is None:
+        if channels > 1:
+            raise InputError(f"{src}: WAV has {channels} channels; choose one with --channel N "
+                             f"(0 to {channels - 1})")
+        return 0
+    if channel >= channels:
+        raise InputError(f"{src}: --channel {channel} but the WAV has {channels} channel(s) "
+                         f"(0 to {channels - 1})")
+    return channel
+
+
+def _wav_meta(channels: int, chosen: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {"channels": channels, "label_from": "file name"}
+    if channels > 1:
+        meta["channel"] = chosen
+    return meta
+
+
+def _pcm_channel(raw: bytes, channels: int, width: int, channel: int) -> np.ndarray:
+    """One channel of little-endian integer PCM frames, scaled to [-1, 1) (float64)."""
     if width == 3:
         # 24-bit: place the three bytes in the top of an int32 (sign included), then shift back.
-        triplets = np.frombuffer(raw, dtype=np.uint8).reshape(-1, channels, 3)[:, 0, :].astype(np.int32)
+        triplets = np.frombuffer(raw, dtype=np.uint8).reshape(-1, channels, 3)[:, channel, :].astype(np.int32)
         values = (triplets[:, 0] << 8 | triplets[:, 1] << 16 | triplets[:, 2] << 24) >> 8
         return values / float(1 << 23)
     # WAV stores 8-bit samples unsigned (offset 128), wider ones signed.
     dtype = {1: np.dtype("u1"), 2: np.dtype("<i2"), 4: np.dtype("<i4")}[width]
-    values = np.frombuffer(raw, dtype=dtype).reshape(-1, channels)[:, 0]
+    values = np.frombuffer(raw, dtype=dtype).reshape(-1, channels)[:, channel]
     if width == 1:
         return (values.astype(np.float64) - 128.0) / 128.0
     return values / float(1 << (8 * width - 1))
 
 
-def _read_wav_scipy(path: Path) -> list[Recording]:
+def _read_wav_scipy(path: Path, channel: int | None) -> list[Recording]:
     """WAV formats the standard library does not read (IEEE float, extensible) via scipy.io."""
     from scipy.io import wavfile
 
@@ -309,8 +356,9 @@ def _read_wav_scipy(path: Path) -> list[Recording]:
         raise InputError(f"{src}: WAV file is truncated ({truncated[0].message})")
     data = np.asarray(data)
     channels = 1 if data.ndim == 1 else data.shape[1]
+    chosen = _wav_channel(src, channels, channel)
     if data.ndim == 2:
-        data = data[:, 0]
+        data = data[:, chosen]
     if data.dtype.kind in "iu":
         info = np.iinfo(data.dtype)
         scale = float(-info.min) if data.dtype.kind == "i" else (info.max + 1) / 2.0
@@ -318,44 +366,38 @@ def _read_wav_scipy(path: Path) -> list[Recording]:
         data = (data.astype(np.float64) - offset) / scale
     signal = as_signal(data, src)
     return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
-                      meta={"channels": channels, "label_from": "file name"})]
+                      meta=_wav_meta(channels, chosen))]
 
 
 # --- CSV ----------------------------------------------------------------------------------------------
 _FS_HEADER = re.compile(r"fs\s*[=:]\s*([0-9.eE+-]+)")
 
 
-def read_csv(path: Path) -> list[Recording]:
-    """One column (signal; rate from a ``# fs=...`` line or 12800 Hz) or two (time in s, signal)."""
+def read_csv(path: Path, *, fs: float | None = None) -> list[Recording]:
+    """One column (signal; rate from a ``# fs=...`` line, else ``fs``, else refused) or two (time in s,
+    signal). Header lines before the first numeric row are skipped; numbers are parsed by ``np.loadtxt``
+    (comma, semicolon or whitespace separated)."""
     src = str(path)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{src}: not a readable text file ({type(exc).__name__})") from None
-    fs_header = None
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("#"):
-            match = _FS_HEADER.search(stripped)
-            if match:
-                fs_header = match.group(1)
-            continue
-        fields = [f for f in re.split(r"[,;\s]+", stripped) if f]
-        try:
-            rows.append([float(f) for f in fields])
-        except ValueError:
-            if rows:
-                raise InputError(f"{src}:{line_no}: not a number in {stripped[:40]!r}") from None
-            continue  # a header line
-    if not rows:
+    rates = [m.group(1) for c in _COMMENT.finditer(text) if (m := _FS_HEADER.search(c.group(0)))]
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if _numeric_fields(line) is not None), None)
+    if first is None:
         raise InputError(f"{src}: no numeric rows")
-    widths = {len(r) for r in rows}
-    if len(widths) != 1 or widths.pop() not in (1, 2):
+    row = lines[first]
+    delimiter = "," if "," in row else ";" if ";" in row else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "input contained no data" and the like: checked below
+            table = np.loadtxt(io.StringIO(text), dtype=np.float64, delimiter=delimiter, comments="#",
+                               skiprows=first, ndmin=2)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise _csv_error(src, lines, first, exc) from None
+    if table.shape[1] not in (1, 2) or table.shape[0] == 0:
         raise InputError(f"{src}: need 1 column (signal) or 2 (time, signal) in every row")
-    table = np.asarray(rows, dtype=np.float64)
     if table.shape[1] == 2:
         time, values = table[:, 0], table[:, 1]
         steps = np.diff(time)
@@ -363,13 +405,51 @@ def read_csv(path: Path) -> list[Recording]:
             raise InputError(f"{src}: the time column must increase")
         if steps.max() - steps.min() > 1e-3 * steps.mean():
             raise InputError(f"{src}: the time column is not uniformly sampled")
-        fs = round(1.0 / steps.mean(), 3)
+        rate: Any = round(1.0 / steps.mean(), 3)
     else:
         values = table[:, 0]
-        fs = float(fs_header) if fs_header is not None else DEFAULT_CSV_FS
+        if rates:
+            rate = rates[-1]
+        elif fs is not None:
+            rate = fs
+        else:
+            raise InputError(f"{src}: one column and no '# fs=...' line, so the sample rate is unknown; "
+                             f"add the line (e.g. '# fs=12800') or pass --fs HZ")
     signal = as_signal(values, src)
-    return [Recording(signal=signal, fs=_as_rate(fs, src), label=path.stem, id=path.stem, source=src,
+    return [Recording(signal=signal, fs=_as_rate(rate, src), label=path.stem, id=path.stem, source=src,
                       meta={"label_from": "file name"})]
+
+
+_COMMENT = re.compile(r"^[ \t]*#[^\n]*", re.MULTILINE)
+_FIELD_SPLIT = re.compile(r"[,;\s]+")
+
+
+def _numeric_fields(line: str) -> list[float] | None:
+    """The numbers of a data row; None for a blank, comment or header line."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    try:
+        return [float(f) for f in _FIELD_SPLIT.split(stripped) if f]
+    except ValueError:
+        return None
+
+
+def _csv_error(src: str, lines: list[str], first: int, exc: BaseException) -> InputError:
+    """Name the first line ``np.loadtxt`` could not take (the error path only: a line-by-line scan)."""
+    widths = set()
+    for line_no, line in enumerate(lines[first:], first + 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = _numeric_fields(stripped)
+        if fields is None:
+            return InputError(f"{src}:{line_no}: not a number in {stripped[:40]!r}")
+        widths.add(len(fields))
+        if len(widths) > 1:
+            return InputError(f"{src}: need 1 column (signal) or 2 (time, signal) in every row "
+                              f"(line {line_no} has {len(fields)})")
+    return InputError(f"{src}: not a readable CSV ({_reason(exc)})")
 
 
 # --- MATLAB -------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ PARITY_SUFFIX = ".parity.json"
 ONNX_NOT_CROSS_CHECKED = ("ONNX files are checked by size and sha256 only; their embedded settings are not "
                           "cross-checked against the manifest (reading ONNX needs the onnx package)")
 GOLDEN_FILE = "golden.npz"
-#: Golden vectors of the q15 DSP path (firmware_sim.golden_vectors), when the device declares cmsis-q15.
+#: Golden vectors of the q15 DSP path (export.golden.q15_golden_vectors), when the device declares cmsis-q15.
 GOLDEN_Q15_FILE = "golden_q15.npz"
 #: Keys of the optional manifest section ``device`` (the device's ADC and DSP backend).
 DEVICE_KEYS = ("dsp", "adc", "golden_q15")
@@ -79,6 +79,30 @@ MODEL_FORMATS = ("tflite", "onnx")
 MODEL_DTYPES = ("int8", "float32", "float16", "dynamic")
 #: Tensor element types a TensorSpec may name.
 TENSOR_DTYPES = ("int8", "uint8", "int16", "float32", "float16")
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8", *,
+             scratch: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Float values -> integers of ``dtype``: ``clip(round_half_away_from_zero(x / scale) + zero_point)``,
+    as TFLite's Quantize kernel rounds. The one definition: ``TensorSpec.quantize``, the device
+    side's interpreters and the q15 golden vectors all call it.
+
+    ``scratch``: two float64 arrays of ``x``'s shape to compute in (the device loop quantises one
+    image per decision and keeps them between calls); fresh ones when None.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if scratch is None or scratch[0].shape != x.shape:
+        scratch = (np.empty(x.shape, dtype=np.float64), np.empty(x.shape, dtype=np.float64))
+    scaled, t = scratch
+    info = np.iinfo(np.dtype(dtype))
+    np.divide(x, scale, out=scaled, dtype=np.float64)  # == x.astype(float64) / scale
+    np.abs(scaled, out=t)
+    t += 0.5
+    np.floor(t, out=t)
+    np.copysign(t, scaled, out=t)  # sign(scaled) * floor(|scaled| + 0.5)
+    t += zero_point
+    np.clip(t, float(info.min), float(info.max), out=t)
+    return t.astype(dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,13 +126,9 @@ class TensorSpec:
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float values -> this tensor's integers (round half away from zero, as TFLite's
         Quantize kernel, then saturate). Float tensors: ``x`` as float32, unchanged."""
-        x = np.asarray(x, dtype=np.float32)
         if self.scale is None:
-            return x
-        info = np.iinfo(np.dtype(self.dtype))
-        scaled = x.astype(np.float64) / self.scale
-        rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
-        return np.clip(rounded + self.zero_point, info.min, info.max).astype(self.dtype)
+            return np.asarray(x, dtype=np.float32)
+        return quantize(x, self.scale, self.zero_point, self.dtype)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
         """This tensor's values -> float32 (identity cast for float tensors)."""
@@ -406,9 +426,14 @@ def _brief(doc: Any, key: str) -> str:
 
 
 def _embeds_digest(manifest: dict, file: str) -> bool:
+    generated = _section(manifest, GENERATED_SECTION)
+    if file not in generated:
+        return False
     c_array = manifest.get("c_array")
-    return isinstance(c_array, dict) and c_array.get("header") == file and file in _section(manifest,
-                                                                                            GENERATED_SECTION)
+    entry = generated[file]
+    # the C array's header, and the generated firmware's edgecnn_config.h (export.firmware.CONFIG_ROLE)
+    return ((isinstance(c_array, dict) and c_array.get("header") == file)
+            or (isinstance(entry, dict) and entry.get("role") == "firmware_config"))
 
 
 def _section(manifest: dict, key: str) -> dict:

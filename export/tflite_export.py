@@ -134,18 +134,3 @@ def _spec(detail: dict) -> TensorSpec:
     return TensorSpec(name=str(detail["name"]), shape=tuple(int(d) for d in detail["shape"]), dtype=dtype,
                       scale=float(scale) if quantized else None,
                       zero_point=int(zero_point) if quantized else None)
-
-
-def run_litert(model_path: str, inputs: np.ndarray) -> np.ndarray:
-    """Run a .tflite file on each input image (batch 1 each) with LiteRT; outputs stacked."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(model_path))
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    results = []
-    for x in inputs:
-        interpreter.set_tensor(inp["index"], np.asarray(x, dtype=inp["dtype"]).reshape(inp["shape"]))
-        interpreter.invoke()
-        results.append(interpreter.get_tensor(out["index"])[0].copy())
-    return np.stack(results)

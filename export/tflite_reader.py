@@ -21,8 +21,11 @@ FILE_IDENTIFIER = b"TFL3"
 #: schema.fbs TensorType -> numpy dtype name (the types a bundle's models use, and a few more).
 TENSOR_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16",
                 9: "int8", 10: "float64", 15: "uint32", 16: "uint16"}
+#: schema.fbs BuiltinOperator.CUSTOM: the operator is named by its custom_code string.
+CUSTOM_OPERATOR = 32
 # vtable slots (4 + 2 x field index in schema.fbs)
-_MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 8, 12, 16
+_MODEL_OPERATOR_CODES, _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 6, 8, 12, 16
+_OPCODE_DEPRECATED_BUILTIN, _OPCODE_CUSTOM, _OPCODE_BUILTIN = 4, 6, 10
 _SUBGRAPH_TENSORS, _SUBGRAPH_INPUTS, _SUBGRAPH_OUTPUTS = 4, 6, 8
 _TENSOR_SHAPE, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_QUANTIZATION = 4, 6, 10, 12
 _QUANT_SCALE, _QUANT_ZERO_POINT = 8, 10
@@ -46,10 +49,12 @@ class TFLiteModel:
     inputs: tuple[TFLiteTensor, ...]
     outputs: tuple[TFLiteTensor, ...]
     metadata: dict[str, bytes]
+    operators: tuple[int | str, ...] = ()
+    """The model's operator codes (schema.fbs ``BuiltinOperator`` numbers; a custom op's name)."""
 
 
 def read_tflite(data: bytes) -> TFLiteModel:
-    """Subgraph 0's inputs and outputs and every named metadata buffer of a ``.tflite`` file."""
+    """Subgraph 0's inputs and outputs, the operator codes and every named metadata buffer of a ``.tflite`` file."""
     reader = _Reader(bytes(data))
     model = reader.root()
     subgraphs = reader.tables(model, _MODEL_SUBGRAPHS)
@@ -81,7 +86,17 @@ def read_tflite(data: bytes) -> TFLiteModel:
     return TFLiteModel(inputs=tuple(tensor(i) for i in reader.scalars(graph, _SUBGRAPH_INPUTS, fb_types.Int32Flags)),
                        outputs=tuple(tensor(i) for i in reader.scalars(graph, _SUBGRAPH_OUTPUTS,
                                                                        fb_types.Int32Flags)),
-                       metadata=metadata)
+                       metadata=metadata, operators=tuple(_operator_code(reader, c)
+                                                          for c in reader.tables(model, _MODEL_OPERATOR_CODES)))
+
+
+def _operator_code(reader: _Reader, code: table.Table) -> int | str:
+    # builtin_code (int32) superseded deprecated_builtin_code (int8) at 127 operators; files
+    # written since fill both, older ones only the deprecated one: the larger is the operator.
+    builtin = max(reader.scalar(code, _OPCODE_DEPRECATED_BUILTIN, fb_types.Int8Flags, 0),
+                  reader.scalar(code, _OPCODE_BUILTIN, fb_types.Int32Flags, 0))
+    custom = reader.string(code, _OPCODE_CUSTOM) if code.Offset(_OPCODE_CUSTOM) else ""
+    return custom if builtin == CUSTOM_OPERATOR else builtin
 
 
 class _Reader:

@@ -7,7 +7,7 @@ footprint, compute golden vectors, then finish the manifest:
 1. the manifest is built with every listed file but the generated ones (each with its sha256);
 2. ``export.bundle.bundle_digest(manifest)`` gives the bundle digest (the one definition);
 3. ``_write_generated(build, manifest, digest)`` writes the files that embed the digest (the C
-   header ``model_int8_data.h``; generated firmware goes here too) and lists each with
+   header ``model_int8_data.h`` and the ``firmware/`` folder of ``export.firmware``) and lists each with
    ``build.add_generated(name, role)``: they go under the manifest's ``generated`` section, which the
    digest leaves out and the signature covers;
 4. ``bundle_digest`` and ``generated`` are stored, ``manifest.json`` is written, and with ``sign`` the
@@ -270,7 +270,8 @@ def _write_bundle(tmp: Path, run: RunInfo, wanted: tuple[str, ...], windows: np.
     _write_golden(build, windows, labels)
     if device and device.get("golden_q15"):
         _write_golden_q15(build, windows, labels, device)
-    manifest = _manifest(build, c_array_doc, device, calibration={
+    firmware_doc = _firmware_doc(build, device)
+    manifest = _manifest(build, c_array_doc, device, firmware_doc, calibration={
         "windows": int(len(sample)), "available": int(len(labels)),
         "per_class": _class_counts(labels[sample], run.classes), "seed": CALIBRATION_SEED})
     digest = bundle_digest(manifest)
@@ -296,6 +297,40 @@ def _write_generated(build: _Build, manifest: dict[str, Any], digest: str) -> No
         (build.tmp / c_array["header"]).write_text(
             carray.c_header(c_array["symbol"], bundle_digest=digest, digest_macro=C_DIGEST_MACRO))
         build.add_generated(c_array["header"], "c_array")
+    folder = (manifest.get("firmware") or {}).get("folder")
+    if folder:
+        from export import firmware
+
+        build.say(f"writing {folder}/ (the C device library)")
+        sources = firmware.firmware_sources(_firmware_inputs(build, manifest, digest))
+        for path in firmware.write_sources(sources, build.tmp / folder):
+            name = f"{folder}/{path.name}"
+            build.add_generated(name, firmware.CONFIG_ROLE if path.name == firmware.CONFIG_HEADER else "firmware")
+
+
+def _firmware_inputs(build: _Build, manifest: dict[str, Any], digest: str):
+    from export import firmware
+
+    entry = build.int8
+    return firmware.FirmwareInputs(cfg=build.run.cfg, dsp_doc=manifest["dsp"], classes=list(build.run.classes),
+                                   digest=digest, input_spec=entry.input, output_spec=entry.output,
+                                   arena_bytes=build.arena["total"], model=(build.tmp / entry.file).read_bytes(),
+                                   policy=manifest.get(firmware.POLICY_KEY), device=manifest.get("device"))
+
+
+def _firmware_doc(build: _Build, device: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's ``firmware`` section: the generated folder, or why the generator cannot
+    express this bundle (the export goes on: the Python device runtime still runs it)."""
+    from export import firmware
+    from export.tflite_reader import read_tflite
+
+    try:
+        firmware.check_expressible(build.run.cfg, build.run.cfg.to_dict(), device)
+        firmware.resolver_methods(read_tflite((build.tmp / build.int8.file).read_bytes()).operators)
+    except ConfigError as exc:
+        build.say(f"no firmware/: {exc}")
+        return {"folder": None, "reason": str(exc)}
+    return {"folder": firmware.FIRMWARE_DIR, "generator": firmware.GENERATOR_VERSION}
 
 
 def _write_tflite(build: _Build, key: str) -> None:
@@ -357,19 +392,18 @@ def _write_golden(build: _Build, windows: np.ndarray, labels: np.ndarray) -> Non
 
 def _write_golden_q15(build: _Build, windows: np.ndarray, labels: np.ndarray, device: dict[str, Any]) -> None:
     from firmware_sim.adc import ADC
-    from firmware_sim.golden_vectors import golden_vectors, write_golden_vectors
 
     build.say("computing q15 golden vectors")
     chosen = golden.select_golden(labels)
     spec = build.int8.input
-    vectors = golden_vectors(windows[chosen], build.run.cfg, ADC.from_dict(device["adc"]), frame=0,
+    vectors = golden.q15_golden_vectors(windows[chosen], build.run.cfg, ADC.from_dict(device["adc"]), frame=0,
                              input_quantization=(spec.scale, spec.zero_point))
-    write_golden_vectors(build.tmp / device["golden_q15"], vectors)
+    golden.write_golden_vectors(build.tmp / device["golden_q15"], vectors)
     build.add_file(device["golden_q15"], "golden_q15")
 
 
 def _manifest(build: _Build, c_array_doc: dict[str, Any] | None, device: dict[str, Any] | None,
-              calibration: dict[str, Any]) -> dict[str, Any]:
+              firmware_doc: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any]:
     cfg, run, int8 = build.run.cfg, build.run, build.int8
     return {
         "format": BUNDLE_FORMAT,
@@ -395,6 +429,7 @@ def _manifest(build: _Build, c_array_doc: dict[str, Any] | None, device: dict[st
         "golden": GOLDEN_FILE,
         **({"device": device} if device else {}),
         "c_array": c_array_doc,
+        "firmware": firmware_doc,
         "tool_versions": tool_versions(),
     }
 

@@ -6,8 +6,8 @@ import TensorFlow, tf2onnx or keras; a test imports the package in a subprocess 
 ``sys.modules``.
 
 One role per module, in data-flow order:
-``sources`` (blocks with sequence numbers) -> ``ring_buffer`` (fixed capacity) ->
-``streaming_stft`` (new frames only, rolling image) -> ``interpreters`` (litert, tflm, onnxruntime,
+``sources`` (blocks with sequence numbers) -> ``streaming_stft`` (a frame's sample history, new
+frames only, rolling image) -> ``interpreters`` (litert, tflm, onnxruntime,
 tflite-runtime) -> ``decisions`` (smoothing, hysteresis, events) and ``timing`` (load, deadlines);
 ``profiles`` checks that a bundle fits a part; ``runtime`` wires the loop.
 

@@ -20,7 +20,7 @@ Inputs: float frames are physical units; int16 frames are ADC counts. A backend 
 device's converter delivered; ``cmsis-q15`` always has one (default +/-16 g, 16 bits).
 
 Also here: the working memory of each backend. Fidelity against the float definition lives in
-``firmware_sim.dsp_fidelity``, golden vectors for C firmware in ``firmware_sim.golden_vectors``.
+``firmware_sim.dsp_fidelity``, golden vectors for C firmware in ``export.golden``.
 
 Device side: numpy and cmsisdsp only; never imports TensorFlow. cmsisdsp is imported lazily so
 the ``numpy`` backend works without it.

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.errors import ConfigError, InputError
+from export.bundle import quantize
 
 #: Runtime name -> the model format it runs.
 RUNTIME_FORMATS = {"litert": "tflite", "tflm": "tflite", "onnxruntime": "onnx", "tflite-runtime": "tflite"}
@@ -62,25 +63,14 @@ class Interpreter:
         return self.entry.output.dequantize(np.asarray(y)).reshape(-1).astype(np.float32)
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
-        """``entry.input.quantize(x)`` (round half away from zero, saturate), step for step in
-        buffers kept between calls: the device loop quantises one image per decision."""
+        """``entry.input.quantize(x)`` (``export.bundle.quantize``, the one definition) in buffers kept
+        between calls: the device loop quantises one image per decision."""
         spec = self.entry.input
         if spec.scale is None:
             return x
-        if self._qbuf is None or self._qbuf.shape != x.shape:
-            self._qbuf = np.empty(x.shape, dtype=np.float64)
-            self._qtmp = np.empty(x.shape, dtype=np.float64)
-            info = np.iinfo(np.dtype(spec.dtype))
-            self._qrange = (float(info.min), float(info.max))
-        scaled, t = self._qbuf, self._qtmp
-        np.divide(x, spec.scale, out=scaled, dtype=np.float64)  # == x.astype(float64) / scale
-        np.abs(scaled, out=t)
-        t += 0.5
-        np.floor(t, out=t)
-        np.copysign(t, scaled, out=t)  # == sign(scaled) * floor(|scaled| + 0.5)
-        t += spec.zero_point
-        np.clip(t, *self._qrange, out=t)
-        return t.astype(spec.dtype)
+        if self._qbuf is None or self._qbuf[0].shape != x.shape:
+            self._qbuf = (np.empty(x.shape, dtype=np.float64), np.empty(x.shape, dtype=np.float64))
+        return quantize(x, spec.scale, spec.zero_point, spec.dtype, scratch=self._qbuf)
 
     def run_batch(self, features: np.ndarray, *, max_batch: int | None = None) -> np.ndarray:
         """Many images (B, n_freq, n_frames[, 1]) float32 -> probabilities (B, n_classes) float32.

@@ -69,8 +69,11 @@ class Trace:
 
 
 def plot_stream(path: str | Path, trace: Trace, events: list[Event], *, fs: float, classes: list[str],
-                target: int, title: str = "") -> Path:
-    """Signal envelope, p(target), smoothed p and state, and events on one time axis (PNG)."""
+                target: int, title: str = "", onset_s: float | None = None) -> Path:
+    """Signal envelope, p(target), smoothed p and state, and events on one time axis (PNG).
+
+    ``onset_s``: when the true fault onset is known (a synthetic source's ``onset``), a black dotted
+    line marks it on both axes, so the detection delay reads off the plot."""
     try:
         import matplotlib
     except ImportError:
@@ -96,6 +99,11 @@ def plot_stream(path: str | Path, trace: Trace, events: list[Event], *, fs: floa
         ax_p.step(t, rows[:, 3] == target, where="post", color="tab:red", label=f"state = {name}")
         if (~valid).any():
             ax_p.plot(t[~valid], np.full((~valid).sum(), -0.05), "x", color="k", ms=4, label="invalid")
+    if onset_s is not None:
+        for ax in (ax_sig, ax_p):
+            ax.axvline(onset_s, color="k", ls=":", lw=1.5, label="true onset" if ax is ax_p else None)
+        ax_sig.annotate("true onset", (onset_s, 1.0), xycoords=("data", "axes fraction"), fontsize=8,
+                        ha="right", va="top")
     for event in events:
         for ax in (ax_sig, ax_p):
             ax.axvline(event.time_s, color="tab:green", ls="--", lw=1)

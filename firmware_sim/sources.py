@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -169,7 +169,7 @@ def _reblock(pieces: Iterable[np.ndarray], block: int, seq0: int = 0, t0: int = 
 
 
 def file_source(path: str | Path, fs: float, *, block: int = DEFAULT_BLOCK, resample: bool = False,
-                recording: str | None = None) -> ArraySource:
+                recording: str | None = None, options: Any = None) -> ArraySource:
     """Replay a recording file or folder (any format ``edgecnn.readers`` reads) at rate ``fs``.
 
     Several recordings play one after another; ``recording`` picks one by id. A recording at
@@ -177,7 +177,7 @@ def file_source(path: str | Path, fs: float, *, block: int = DEFAULT_BLOCK, resa
     """
     from edgecnn.readers import read_recordings  # the data layer: numpy/scipy only
 
-    recordings = read_recordings(path)
+    recordings = read_recordings(path) if options is None else read_recordings(path, options=options)
     if recording is not None:
         recordings = [r for r in recordings if str(r.id) == recording]
         if not recordings:
@@ -251,7 +251,7 @@ def _read_fully(stream: BinaryIO, size: int) -> bytes:
 
 def open_source(text: str, fs: float, *, block: int = DEFAULT_BLOCK, resample: bool = False,
                 raw_dtype: str = "int16", raw_scale: float = 1.0 / 32768, source_fs: float | None = None,
-                stdin: BinaryIO | None = None):
+                stdin: BinaryIO | None = None, options: Any = None):
     """The source a ``--source`` value names: ``synth[:spec]``, ``-`` (raw stdin) or a path."""
     if text == "synth" or text.startswith("synth:"):
         return SynthSource(text, fs, block=block)
@@ -266,7 +266,7 @@ def open_source(text: str, fs: float, *, block: int = DEFAULT_BLOCK, resample: b
                          scale=raw_scale, block=block)
     if not Path(text).exists():
         raise InputError(f"source {text!r} is neither 'synth[:spec]', '-' (stdin) nor an existing path")
-    return file_source(text, fs, block=block, resample=resample)
+    return file_source(text, fs, block=block, resample=resample, options=options)  # options: ReadOptions
 
 
 def paced(blocks: Iterable[Block], fs: float, *, clock: Callable[[], float] = time.perf_counter,

@@ -61,3 +61,30 @@ def trained_bundle(trained_run_dir, tmp_path_factory) -> Path:
     from export.writer import export_bundle
 
     return export_bundle(trained_run_dir, tmp_path_factory.mktemp("trained_bundle_parent") / "bundle", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def trained_fw_bundle(trained_data, tmp_path_factory) -> Path:
+    """An edge CNN trained like ``trained_run_dir`` but on an explicit DSP config (log spectrogram),
+    exported: the firmware tests' bundle, whatever the default config becomes."""
+    from edgecnn.config import SpectrogramConfig
+    from edgecnn.dataset import load_windows
+    from edgecnn.train import train_run
+    from export.writer import export_bundle
+
+    run = tmp_path_factory.mktemp("trained_fw_run_parent") / "run"
+    train_run(load_windows(trained_data), SpectrogramConfig(transform="log"), out=run, arch="edge", epochs=15,
+              seed=0, quiet=True, use_cache=False, data_source=str(trained_data))
+    return export_bundle(run, tmp_path_factory.mktemp("trained_fw_bundle_parent") / "bundle", quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_envelope_bundle(tmp_path_factory) -> Path:
+    """The tiny CNN on the envelope feature (log, level column_mean; explicit config), exported."""
+    from edgecnn.config import SpectrogramConfig
+    from export.writer import export_bundle
+    from tests.util import write_tiny_run
+
+    cfg = SpectrogramConfig(transform="log", feature="envelope", level="column_mean")
+    run = write_tiny_run(tmp_path_factory.mktemp("tiny_envelope_run"), cfg)
+    return export_bundle(run, tmp_path_factory.mktemp("tiny_envelope_parent") / "bundle", quiet=True)

@@ -88,7 +88,7 @@ def test_flipping_one_byte_of_any_listed_file_is_refused(tiny_bundle, tmp_path):
     bundle = _copy(tiny_bundle, tmp_path)
     manifest = json.loads((bundle / MANIFEST_FILE).read_text())
     listed = [*manifest["models"], *manifest["files"], *manifest["generated"]]
-    assert len(listed) == 7
+    assert len(listed) == 16  # 4 models, golden and the C array, its header, 9 firmware/ sources
     for name in listed:
         path = bundle / name
         original = path.read_bytes()
@@ -216,3 +216,15 @@ def test_bundle_config_round_trips_through_the_manifest(tiny_bundle):
     manifest = json.loads((tiny_bundle / MANIFEST_FILE).read_text())
     cfg = SpectrogramConfig.from_dict(manifest["dsp"])
     assert cfg.transform == "log" and len(cfg.norm_mean) == cfg.image_rows
+
+
+def test_the_one_input_quantiser_rounds_half_away_from_zero_and_saturates():
+    from export.bundle import quantize
+
+    x = np.array([-1.5, -0.5, -0.49, 0.0, 0.49, 0.5, 1.5, 2.5, 1000.0, -1000.0], dtype=np.float32)
+    np.testing.assert_array_equal(quantize(x, 1.0, 0), [-2, -1, 0, 0, 0, 1, 2, 3, 127, -128])
+    np.testing.assert_array_equal(quantize(x, 0.5, -3), [-6, -4, -4, -3, -2, -2, 0, 2, 127, -128])
+    assert quantize(x, 1.0, 0).dtype == np.int8 and quantize(x, 1.0, 128, "uint8")[0] == 126
+    spec = TensorSpec(name="input", shape=(10,), dtype="int8", scale=0.5, zero_point=-3)
+    scratch = (np.empty(10), np.empty(10))  # the device loop's buffers give the same integers
+    np.testing.assert_array_equal(spec.quantize(x), quantize(x, 0.5, -3, scratch=scratch))

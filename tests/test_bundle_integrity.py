@@ -164,7 +164,10 @@ def test_the_c_header_embeds_the_digest_inspect_prints(tiny_bundle):
     assert f"digest   {embedded}" in text.stdout
     assert "signed   no (unsigned bundle" in text.stdout and info["signature"] is None
     generated = _manifest(tiny_bundle)["generated"]
-    assert set(generated) == {"model_int8_data.h"} and "model_int8_data.h" not in _manifest(tiny_bundle)["files"]
+    assert "model_int8_data.h" in generated and "model_int8_data.h" not in _manifest(tiny_bundle)["files"]
+    assert all(name == "model_int8_data.h" or name.startswith("firmware/") for name in generated)
+    firmware_header = (tiny_bundle / "firmware" / "edgecnn_config.h").read_text()
+    assert f'#define {C_DIGEST_MACRO} "{embedded}"' in firmware_header
 
 
 def test_the_header_compiles_and_firmware_can_print_the_digest(tiny_bundle, tmp_path):
@@ -210,19 +213,19 @@ def test_a_symlinked_manifest_or_a_fifo_is_refused(tiny_bundle, tmp_path):
 
 
 def test_generated_files_in_subfolders_load_and_a_symlinked_folder_is_refused(tiny_bundle, tmp_path):
-    """The firmware/ sources another part of export writes are listed as generated/firmware/NAME."""
+    """The firmware/ sources export writes are listed as generated/firmware/NAME."""
     bundle = _copy(tiny_bundle, tmp_path)
-    (bundle / "firmware").mkdir()
-    (bundle / "firmware" / "pipeline.c").write_text(f"/* {load_bundle(tiny_bundle).digest} */\n")
-    _edit(bundle, lambda m: m["generated"].update({"firmware/pipeline.c": {
-        **file_record(bundle / "firmware" / "pipeline.c"), "role": "firmware"}}), reseal=False)
-    assert load_bundle(bundle).digest == load_bundle(tiny_bundle).digest  # generated is outside the digest
-    (bundle / "firmware" / "pipeline.c").write_text("/* edited */\n")
-    with pytest.raises(BundleError, match=r"firmware/pipeline.c: \d+ bytes, the manifest says"):
+    generated = _manifest(bundle)["generated"]
+    assert generated["firmware/edgecnn_dsp.c"]["role"] == "firmware"
+    assert load_bundle(bundle).digest == _manifest(bundle)[DIGEST_FIELD]  # generated is outside the digest
+    (bundle / "firmware" / "edgecnn_dsp.c").write_text("/* edited */\n")
+    with pytest.raises(BundleError, match=r"firmware/edgecnn_dsp.c: \d+ bytes, the manifest says"):
         load_bundle(bundle)
+    shutil.copy(tiny_bundle / "firmware" / "edgecnn_dsp.c", bundle / "firmware" / "edgecnn_dsp.c")
+    load_bundle(bundle)
     shutil.move(bundle / "firmware", tmp_path / "real_firmware")
     (bundle / "firmware").symlink_to(tmp_path / "real_firmware")
-    with pytest.raises(BundleError, match="firmware/pipeline.c: a symbolic link"):
+    with pytest.raises(BundleError, match="firmware/edgecnn_[a-z_]+\\.[a-z]+: a symbolic link"):
         load_bundle(bundle)
 
 

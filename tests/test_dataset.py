@@ -113,3 +113,58 @@ def test_dataset_errors():
         windows_from_recordings(_recs(2), overlap=1.0)
     cfg = SpectrogramConfig(window_samples=20000)
     assert windows_from_recordings(_recs(2), cfg).windows.shape[1] == 20000
+
+
+def _loads(values):
+    """Recordings whose metadata load_lb holds ``values`` in turn (as npz files store them: numbers)."""
+    rng = np.random.default_rng(1)
+    return [Recording(signal=rng.normal(size=20000).astype(np.float32), fs=12800.0, label=c, id=f"{c}{i}",
+                      source="mem", meta={"load_lb": np.float64(v)})
+            for c in ("normal", "inner") for i, v in enumerate(values)]
+
+
+def test_test_where_compares_numbers_as_numbers_and_lists_the_values_present():
+    from edgecnn.dataset import parse_where
+
+    ws = windows_from_recordings(_loads([0.0, 200.0, 400.0]))
+    for typed in ("load_lb=200", "load_lb=200.0", "load_lb=2e2"):
+        train, test = split_by_recording(ws, where=parse_where(typed))
+        assert {float(ws.recordings[g]["load_lb"]) for g in ws.groups[test]} == {200.0}, typed
+        assert 200.0 not in {float(ws.recordings[g]["load_lb"]) for g in ws.groups[train]}
+    with pytest.raises(ConfigError, match=r"test selection \{'load_lb': '250'\} matches 0 of 6 recordings; it must "
+                                          r"leave some on each side \(values present: load_lb: 0, 200, 400\)"):
+        split_by_recording(ws, where=parse_where("load_lb=250"))
+    text = windows_from_recordings([Recording(signal=r.signal, fs=r.fs, label=r.label, id=r.id, source="mem",
+                                              meta={"site": "pump" if i % 2 else "fan"})
+                                    for i, r in enumerate(_loads([0, 1]))])
+    _, test = split_by_recording(text, where={"site": "fan"})
+    assert {text.recordings[g]["site"] for g in text.groups[test]} == {"fan"}
+
+
+def test_label_map_reports_entries_that_match_nothing_and_lists_the_labels():
+    recs = _recs(2, classes=("normal", "inner_race", "outer_race"))
+    ws = windows_from_recordings(recs, label_map="normal=A,inner_race=B,outr_race=B")  # a typo
+    assert ws.classes == ["A", "B"]
+    assert ws.label_notes == [
+        "label map entry outr_race=B matched no recording (labels present: inner_race, normal, outer_race)",
+        "left out 2 recording(s) whose label the map does not name: outer_race"]
+    assert windows_from_recordings(recs, label_map="normal=A,*=B").label_notes == []
+    with pytest.raises(InputError, match=r"class\(es\) \['B'\] have no windows; check the label map normal=A,"
+                                         r"inner=B \(labels present: inner_race, normal, outer_race; entries "
+                                         r"matching none: inner=B\)"):
+        windows_from_recordings(recs, label_map="normal=A,inner=B")
+
+
+def test_train_cli_prints_the_label_map_notes_even_when_quiet(tmp_path):
+    from tests.util import run_cli
+
+    for i, label in enumerate(("normal", "normal", "inner", "inner", "ball")):
+        np.savez(tmp_path / f"r{i}.npz", signal=np.random.default_rng(i).normal(size=30000), fs=12800.0,
+                 label=label)
+    proc = run_cli("train", "--data", str(tmp_path), "--label-map", "normal=A,inner=B,balll=B", "--epochs", "1",
+                   "--quiet", "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    # (then, on this 1-epoch toy, the degenerate-model guard's warning)
+    assert proc.stderr.splitlines()[:2] == [
+        "edgecnn train: note: label map entry balll=B matched no recording (labels present: ball, inner, normal)",
+        "edgecnn train: note: left out 1 recording(s) whose label the map does not name: ball"]

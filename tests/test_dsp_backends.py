@@ -15,6 +15,7 @@ import pytest
 from edgecnn import dsp, synth
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import ConfigError, InputError
+from export.golden import check_golden_vectors, q15_golden_vectors, write_golden_vectors
 from firmware_sim.adc import ADC
 from firmware_sim.dsp_backends import (
     BACKENDS,
@@ -32,7 +33,6 @@ from firmware_sim.dsp_fidelity import (
     scale_to_dbfs,
     snr_curve,
 )
-from firmware_sim.golden_vectors import check_golden_vectors, golden_vectors, write_golden_vectors
 
 cmsisdsp = pytest.importorskip("cmsisdsp")
 
@@ -237,7 +237,7 @@ def test_working_memory_matches_the_library_buffers():
 
 def test_golden_vectors_reproduce(tmp_path, vibration):
     adc = ADC(full_scale=16.0)
-    vectors = golden_vectors(vibration[:3], CFG.with_normalisation(0.01, 0.02), adc, frame=2,
+    vectors = q15_golden_vectors(vibration[:3], CFG.with_normalisation(0.01, 0.02), adc, frame=2,
                              input_quantization=(0.05, -10))
     assert vectors["adc_samples"].dtype == np.int16
     assert vectors["adc_samples"].shape == (3, CFG.window_samples)
@@ -269,7 +269,7 @@ def test_backends_never_import_tensorflow():
         "import sys, numpy as np\n"
         "from edgecnn.config import SpectrogramConfig\n"
         "from firmware_sim.dsp_backends import BACKENDS, get_backend\n"
-        "import firmware_sim.adc, firmware_sim.dsp_fidelity, firmware_sim.golden_vectors\n"
+        "import firmware_sim.adc, firmware_sim.dsp_fidelity, export.golden\n"
         "for name in BACKENDS: get_backend(name)(np.ones((2, 256)), SpectrogramConfig())\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'))\n"
         "print(bad)\n"

@@ -169,7 +169,8 @@ DATA_CASES = {
                                r"unsafe or corrupt pickle \(dtype 'O8' is refused"),
     "NaN in recording": (lambda r: _npz(r / "nan.npz", signal=np.where(np.arange(_X.size) == 7, np.nan, _X), fs=FS),
                          (), InputError, "signal has 1 NaN/Inf samples; clean or drop the recording"),
-    "Inf in CSV recording": (lambda r: _bytes(r / "inf.csv", "\n".join(["0.5"] * 20000 + ["inf", "-inf"]).encode()),
+    "Inf in CSV recording": (lambda r: _bytes(r / "inf.csv", "\n".join(["# fs=12800"] + ["0.5"] * 20000
+                                                                          + ["inf", "-inf"]).encode()),
                              (), InputError, "signal has 2 NaN/Inf samples"),
     "shorter than one window": (lambda r: _npz(r / "short.npz", signal=_X[:500], fs=FS, label="normal"), (),
                                 InputError, "no windows of 10000 samples: .* 1 shorter than one window"),

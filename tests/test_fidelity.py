@@ -97,7 +97,7 @@ def test_a_bad_device_section_is_one_bundle_error(q15_bundle, tmp_path, edit, me
 
 # q15 golden vectors ------------------------------------------------------------------------
 def test_q15_golden_vectors_reproduce_from_the_bundle_alone(q15_bundle, tmp_path):
-    from firmware_sim.golden_vectors import check_golden_vectors
+    from export.golden import check_golden_vectors
 
     bundle = load_bundle(q15_bundle)
     path = bundle.path / bundle.device["golden_q15"]

@@ -230,3 +230,28 @@ def test_fit_check_figures_and_verdict():
     assert not big.fits
     assert "cortex-m4: does NOT fit: flash 2,900,000 of 262,144 bytes" in big.describe()
     assert big.to_json()["fits"] is False
+
+
+# Stream plot -------------------------------------------------------------------------------------
+def test_stream_plot_marks_the_true_onset_when_known(tmp_path, monkeypatch):
+    from firmware_sim import report
+    from firmware_sim.sources import SynthSource
+
+    figures = []
+
+    def keep(fig, path, **kwargs):
+        figures.append([[(line.get_xdata()[0], line.get_label()) for line in ax.get_lines()
+                         if line.get_linestyle() == ":"] for ax in fig.axes])
+        path.write_bytes(b"png")
+        return path
+
+    monkeypatch.setattr(report, "save_figure", keep)
+    trace = report.Trace()
+    for block in SynthSource("synth:duration=2,onset=1.25", 12800.0).blocks():
+        trace.add_block(block)
+    report.plot_stream(tmp_path / "a.png", trace, [], fs=12800.0, classes=["A", "B"], target=1, onset_s=1.25)
+    report.plot_stream(tmp_path / "b.png", trace, [], fs=12800.0, classes=["A", "B"], target=1)
+    signal_axis, probability_axis = figures[0]
+    assert [x for x, _ in signal_axis] == [1.25]
+    assert probability_axis == [(1.25, "true onset")]
+    assert figures[1] == [[], []]  # no onset known (a file, stdin): nothing drawn

@@ -9,8 +9,6 @@ from hypothesis import strategies as st
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import features, frame_magnitudes
-from edgecnn.errors import ConfigError, InputError
-from firmware_sim.ring_buffer import RingBuffer
 from firmware_sim.streaming_stft import StreamingSTFT
 
 CFG = SpectrogramConfig()
@@ -101,56 +99,6 @@ def test_reset_with_origin_frames_from_the_new_clock():
     stft.push(signal)
     assert stft.window_start == 1_000_000 and stft.ready
     assert _rel_err(stft.image(), features(signal[None], CFG)[0]) <= 1e-6
-
-
-def test_ring_buffer_counters_and_wraparound():
-    ring = RingBuffer(5, dtype=np.int16)
-    ring.write(np.arange(3))
-    np.testing.assert_array_equal(ring.read(2), [0, 1])
-    ring.write(np.arange(3, 7))  # wraps around the end
-    assert (ring.written, ring.consumed, ring.available, ring.free) == (7, 2, 5, 0)
-    np.testing.assert_array_equal(ring.peek(2, 5), [2, 3, 4, 5, 6])
-    np.testing.assert_array_equal(ring.read(10), [2, 3, 4, 5, 6])
-    ring.reset()
-    assert (ring.written, ring.consumed, ring.available) == (0, 0, 0)
-
-
-def test_ring_buffer_frames_with_and_without_wraparound():
-    ring = RingBuffer(10)
-    ring.write(np.arange(8))
-    ring.discard_until(8)
-    ring.write(np.arange(8, 14))  # samples 4..13 held; 10..13 sit at the start of the array
-    np.testing.assert_array_equal(ring.frames(4, 3, 4, 2), [[4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 10, 11]])
-    np.testing.assert_array_equal(ring.frames(10, 2, 3, 1), [[10, 11, 12], [11, 12, 13]])
-    np.testing.assert_array_equal(ring.frames(5, 1, 2, 1), [[5, 6]])
-    with pytest.raises(InputError, match=r"frames over \[2, 6\) are not held \(held: \[4, 14\)\)"):
-        ring.frames(2, 1, 4, 1)
-
-
-def test_ring_buffer_error_policy_refuses_overrun_and_writes_nothing():
-    ring = RingBuffer(4)
-    ring.write([1, 2, 3])
-    with pytest.raises(InputError, match="ring buffer overrun: writing 2 samples with 1 free"):
-        ring.write([4, 5])
-    assert ring.written == 3
-    np.testing.assert_array_equal(ring.read(3), [1, 2, 3])
-
-
-def test_ring_buffer_overwrite_policy_drops_oldest_and_counts():
-    ring = RingBuffer(4, policy="overwrite")
-    ring.write([1, 2, 3])
-    assert ring.write([4, 5, 6, 7, 8, 9]) == 5
-    assert ring.overrun == 5
-    np.testing.assert_array_equal(ring.read(4), [6, 7, 8, 9])
-    with pytest.raises(InputError, match=r"samples \[0, 2\) are not held"):
-        ring.peek(0, 2)
-
-
-def test_ring_buffer_bad_configuration():
-    with pytest.raises(ConfigError, match="capacity=0 must be an integer >= 1"):
-        RingBuffer(0)
-    with pytest.raises(ConfigError, match="policy='drop' must be one of"):
-        RingBuffer(8, policy="drop")
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cmsis-f32", "cmsis-q15"])

@@ -101,3 +101,18 @@ def test_the_guard_fires_on_shuffled_labels_and_strict_exits_1(tmp_path):
     assert len(warnings) == 1 and "Likely cause:" in warnings[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["degenerate"] is True and metrics["degenerate_reasons"] and metrics["degenerate_cause"]
+
+
+def test_the_report_shows_the_flag_with_its_reasons_and_cause():
+    from edgecnn.report import render_html
+    from edgecnn.report.read import ReportInputs
+
+    metrics = {"test": {"n": 26, "accuracy": 0.5, "per_class": {}, "confusion_matrix": [[0, 13], [0, 13]]},
+               "degenerate": True, "degenerate_reasons": ["test: 100% of 26 windows predicted 'B'"],
+               "degenerate_cause": "a near-chance epoch was restored (epoch 1, validation accuracy 50.0%)"}
+    page = render_html(ReportInputs(title="run", generated="2026-01-01T00:00:00+00:00", metrics=metrics))
+    assert "Degenerate model" in page and "100% of 26 windows predicted &#39;B&#39;" in page
+    assert "Likely cause: a near-chance epoch was restored (epoch 1" in page
+    quiet = render_html(ReportInputs(title="run", generated="2026-01-01T00:00:00+00:00",
+                                     metrics={**metrics, "degenerate": False}))
+    assert "Degenerate model" not in quiet

@@ -76,5 +76,7 @@ def test_train_into_a_log_has_no_bars_and_quiet_leaves_the_result(tmp_path):
     assert len([line for line in log.splitlines() if line.startswith("Epoch ")]) == 2
     quiet = run_cli("train", "--data", str(data), "--epochs", "1", "--quiet", "--out", str(tmp_path / "q"))
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""
+    # nothing from TensorFlow and no progress: only edgecnn's own warnings (here the degenerate-model
+    # guard's, as this 1-epoch toy deserves), which --quiet keeps
+    assert all(line.startswith("edgecnn train: warning: ") for line in quiet.stderr.splitlines())
     assert "Epoch" not in quiet.stdout and "test accuracy" in quiet.stdout.lower()

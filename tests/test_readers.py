@@ -1,3 +1,4 @@
+import json
 import os
 import pickle
 
@@ -7,7 +8,7 @@ from scipy.io import savemat, wavfile
 
 from edgecnn import synth
 from edgecnn.errors import InputError
-from edgecnn.readers import read_recordings
+from edgecnn.readers import ReadOptions, read_recordings
 from tests.util import SHARED_DATA
 
 DATA = SHARED_DATA
@@ -61,8 +62,13 @@ def test_npz_wav_csv_mat_readers(tmp_path):
     np.testing.assert_allclose(rec.signal, pcm / 32768.0, rtol=1e-6)
     stereo = np.stack([pcm, -pcm], axis=1)
     wavfile.write(tmp_path / "st.wav", 12800, stereo)
-    (rec,) = read_recordings(tmp_path / "st.wav")
-    assert rec.meta["channels"] == 2 and rec.signal[0] == pytest.approx(pcm[0] / 32768.0)
+    with pytest.raises(InputError, match=r"st.wav: WAV has 2 channels; choose one with --channel N \(0 to 1\)"):
+        read_recordings(tmp_path / "st.wav")  # never silently the first
+    (rec,) = read_recordings(tmp_path / "st.wav", options=ReadOptions(channel=1))
+    assert rec.meta["channels"] == 2 and rec.meta["channel"] == 1
+    np.testing.assert_allclose(rec.signal, -pcm / 32768.0, rtol=1e-6)
+    with pytest.raises(InputError, match=r"st.wav: --channel 2 but the WAV has 2 channel\(s\) \(0 to 1\)"):
+        read_recordings(tmp_path / "st.wav", options=ReadOptions(channel=2))
 
     np.savetxt(tmp_path / "one.csv", x[:3000], header="fs=12000", comments="# ")
     (rec,) = read_recordings(tmp_path / "one.csv")
@@ -166,7 +172,7 @@ def test_pcm_wav_of_every_width_reads_as_scipy_scales_it(tmp_path, width):
     frames = rng.integers(-full, full, size=(3000, 3))
     frames[:4, 0] = [-full, full - 1, 0, 1]
     _write_pcm(tmp_path / "w.wav", frames, width, fs=25600)
-    (rec,) = read_recordings(tmp_path / "w.wav")
+    (rec,) = read_recordings(tmp_path / "w.wav", options=ReadOptions(channel=0))
     assert rec.fs == 25600 and rec.meta["channels"] == 3 and rec.signal.dtype == np.float32
     np.testing.assert_array_equal(rec.signal, (frames[:, 0] / full).astype(np.float32))
     assert rec.signal[0] == -1.0 and rec.signal[2] == 0.0
@@ -184,9 +190,11 @@ def test_pcm_wav_of_every_width_reads_as_scipy_scales_it(tmp_path, width):
 def test_float_wav_still_reads_through_scipy(tmp_path):
     x = np.random.default_rng(1).normal(size=4000).astype(np.float32)
     wavfile.write(tmp_path / "f.wav", 12800, np.stack([x, -x], axis=1))
-    (rec,) = read_recordings(tmp_path / "f.wav")
+    with pytest.raises(InputError, match=r"f.wav: WAV has 2 channels; choose one with --channel N"):
+        read_recordings(tmp_path / "f.wav")
+    (rec,) = read_recordings(tmp_path / "f.wav", options=ReadOptions(channel=1))
     assert rec.meta["channels"] == 2
-    np.testing.assert_array_equal(rec.signal, x)
+    np.testing.assert_array_equal(rec.signal, -x)
     data = (tmp_path / "f.wav").read_bytes()
     (tmp_path / "cut.wav").write_bytes(data[:len(data) // 2])
     with pytest.raises(InputError, match=r"cut.wav: WAV file is truncated"):
@@ -211,7 +219,7 @@ def test_reading_pickle_npz_csv_and_pcm_wav_never_imports_scipy(tmp_path):
     x = np.random.default_rng(2).normal(size=3000)
     _write_pcm(tmp_path / "a.wav", (x * 1000).astype(np.int64), 2)
     np.savez(tmp_path / "b.npz", signal=x, fs=12800.0)
-    np.savetxt(tmp_path / "c.csv", x)
+    np.savetxt(tmp_path / "c.csv", x, header="fs=12800")
     synth.write_pickle(tmp_path / "d.pkl", synth.generate(n=4, seed=0))
     code = ("import sys; from edgecnn.readers import read_recordings; "
             f"recs = read_recordings({str(tmp_path)!r}); "
@@ -220,3 +228,63 @@ def test_reading_pickle_npz_csv_and_pcm_wav_never_imports_scipy(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["7", "[]"]  # a.wav, b.npz, c.csv and the pickle's 4 recordings
+
+
+def test_one_column_csv_needs_its_rate(tmp_path):
+    x = np.random.default_rng(2).normal(size=3000)
+    np.savetxt(tmp_path / "bare.csv", x)
+    with pytest.raises(InputError, match=r"bare.csv: one column and no '# fs=...' line, so the sample rate is "
+                                         r"unknown; add the line \(e.g. '# fs=12800'\) or pass --fs HZ"):
+        read_recordings(tmp_path / "bare.csv")
+    (rec,) = read_recordings(tmp_path / "bare.csv", options=ReadOptions(fs=25600.0))
+    assert rec.fs == 25600.0
+    np.testing.assert_array_equal(rec.signal, x.astype(np.float32))
+    # a file's own line wins over --fs (it applies to files that do not say)
+    (tmp_path / "own.csv").write_text("# fs=12000\n" + (tmp_path / "bare.csv").read_text())
+    assert read_recordings(tmp_path / "own.csv", options=ReadOptions(fs=25600.0))[0].fs == 12000.0
+    with pytest.raises(InputError, match=r"--fs -5.0 must be a sample rate in Hz"):
+        ReadOptions(fs=-5.0)
+
+
+def test_csv_through_numpy_keeps_every_layout_and_names_the_bad_line(tmp_path):
+    x = np.round(np.random.default_rng(3).normal(size=600), 6).tolist()
+    t = (np.arange(600) / 12800.0).tolist()
+    layouts = {
+        "semicolon.csv": "time;signal\n" + "\n".join(f"{a!r};{b!r}" for a, b in zip(t, x)),
+        "spaces.txt": "# recorded on pump 3\n# fs: 12800\n\n" + "\n".join(f"  {b!r}" for b in x),
+        "comma_space.csv": "t, x\n" + "\n".join(f"{a!r}, {b!r}" for a, b in zip(t, x)),
+    }
+    for name, text in layouts.items():
+        (tmp_path / name).write_text(text + "\n")
+        (rec,) = read_recordings(tmp_path / name)
+        assert rec.fs == pytest.approx(12800.0), name
+        np.testing.assert_array_equal(rec.signal, np.float32(x), err_msg=name)
+    (tmp_path / "ragged.csv").write_text("# fs=100\n1\n2\n3,4\n")
+    with pytest.raises(InputError, match=r"ragged.csv: need 1 column \(signal\) or 2 \(time, signal\) in every "
+                                         r"row \(line 4 has 2\)"):
+        read_recordings(tmp_path / "ragged.csv")
+    (tmp_path / "late.csv").write_text("# fs=100\n1\n2\n3\nfour\n")
+    with pytest.raises(InputError, match=r"late.csv:5: not a number in 'four'"):
+        read_recordings(tmp_path / "late.csv")
+
+
+def test_stereo_wav_and_rateless_csv_through_the_cli(tiny_bundle, tmp_path):
+    from tests.util import run_cli
+
+    signal = synth.render_stream(1.0, seed=4)
+    pcm = (signal / np.abs(signal).max() * 20000).astype(np.int16)
+    wavfile.write(tmp_path / "stereo.wav", 12800, np.stack([pcm, np.zeros_like(pcm)], axis=1))
+    refused = run_cli("stream", str(tiny_bundle), "--source", str(tmp_path / "stereo.wav"), "--quiet")
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        f"edgecnn stream: error: {tmp_path / 'stereo.wav'}: WAV has 2 channels; choose one with --channel N "
+        f"(0 to 1)"]
+    ok = run_cli("stream", str(tiny_bundle), "--source", str(tmp_path / "stereo.wav"), "--channel", "0",
+                 "--quiet", "--json", str(tmp_path / "s.json"))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["samples"] == 12800
+    np.savetxt(tmp_path / "bare.csv", signal)
+    refused = run_cli("stream", str(tiny_bundle), "--source", str(tmp_path / "bare.csv"), "--quiet")
+    assert refused.returncode == 2 and "sample rate is unknown; add the line (e.g. '# fs=12800') or pass --fs HZ" \
+        in refused.stderr
+    ok = run_cli("stream", str(tiny_bundle), "--source", str(tmp_path / "bare.csv"), "--fs", "12800", "--quiet")
+    assert ok.returncode == 0, ok.stderr

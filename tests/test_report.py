@@ -194,8 +194,8 @@ def test_report_renders_in_headless_chromium(report, demo_folder, tmp_path):
 def test_report_is_self_contained_and_shows_the_runs_figures(report, demo_folder):
     page = report.read_text()
     dom = parse(page)
-    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "integrity",
-                            "dsp"]
+    assert dom.sections == ["data", "training", "results", "recordings", "cv", "parity", "footprint", "stream",
+                            "integrity", "dsp"]
     # Self-contained: images are data URIs, no script, no external resource of any kind.
     assert all(img["src"].startswith("data:image/png;base64,") for img in dom.images)
     assert "<script" not in page.lower()
@@ -484,8 +484,8 @@ def test_report_in_the_device_only_environment(demo_folder, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     page = out.read_text()
     dom = parse(page)
-    assert dom.sections == ["data", "training", "results", "recordings", "parity", "footprint", "stream", "integrity",
-                            "dsp"]
+    assert dom.sections == ["data", "training", "results", "recordings", "cv", "parity", "footprint", "stream",
+                            "integrity", "dsp"]
     assert {img["alt"] for img in dom.images} == {"training curves", "confusion matrix", "example spectrograms",
                                                   "test prediction", "stream timeline"}  # the PNGs on disk
     assert "Parity stream timelines not drawn: matplotlib is not installed here" in dom.text

@@ -141,7 +141,7 @@ def test_device_side_imports_no_tensorflow(tiny_bundle, tmp_path):
     code = f"""
 import json, sys
 import firmware_sim
-from firmware_sim import decisions, interpreters, profiles, report, ring_buffer, runtime, sources, \\
+from firmware_sim import decisions, interpreters, profiles, report, runtime, sources, \\
     streaming_stft, timing
 from export.bundle import load_bundle
 from edgecnn.cli import main

@@ -36,7 +36,9 @@ def test_tiny_run_writes_every_artefact_and_the_model_reloads(tiny):
     assert sorted(p.name for p in run.iterdir()) == sorted(ARTEFACTS)
     info = rundir.read_run(run)
     assert info.classes == ["A", "B"] and info.config["arch"] == "edge"
-    assert info.cfg.transform == "log" and len(info.cfg.norm_mean) == info.cfg.image_rows
+    # the edge default: envelope image, log, level removed, one global normalisation pair
+    assert (info.cfg.feature, info.cfg.transform, info.cfg.level) == ("envelope", "log", "column_mean")
+    assert len(info.cfg.norm_mean) == len(info.cfg.norm_std) == 1 and info.cfg.is_normalised
     # The reloaded model on features computed the device's way (dsp.features with the stored config)
     # reproduces the test accuracy the run reported.
     ws = tiny["ws"]
@@ -73,11 +75,12 @@ def test_normalisation_comes_from_the_training_split_alone(tiny):
     split = info.split()
     training = np.isin([ws.recordings[g]["id"] for g in ws.groups], split["train"] + split["validation"])
     raw = dsp.features(ws.windows, default_config("edge"), normalise=False)
-    mean, std = dsp.fit_normalisation(raw[training])
+    mean, std = dsp.fit_normalisation(raw[training], per_bin=False)  # envelope images: one global pair
     np.testing.assert_allclose(info.cfg.norm_mean, mean, rtol=1e-6)
     np.testing.assert_allclose(info.cfg.norm_std, std, rtol=1e-6)
-    everything, _ = dsp.fit_normalisation(raw)
-    assert not np.allclose(info.cfg.norm_mean, everything, rtol=1e-3)
+    # (the mean of a level-removed image is 0 up to rounding: the spread tells the two fits apart)
+    _, everything = dsp.fit_normalisation(raw, per_bin=False)
+    assert not np.allclose(info.cfg.norm_std, everything, rtol=1e-3)
 
 
 def test_overwriting_a_run_is_refused_unless_forced(tiny, capsys):

@@ -95,8 +95,9 @@ def build_tiny_model(input_shape: tuple[int, ...], n_classes: int = 2):
     ], name="tiny")
 
 
-def write_tiny_run(run: Path) -> Path:
-    """A complete, real run directory (format edgecnn-run v1): a tiny CNN trained 2 epochs on synth windows."""
+def write_tiny_run(run: Path, cfg=None) -> Path:
+    """A complete, real run directory (format edgecnn-run v1): a tiny CNN trained 2 epochs on synth windows
+    (DSP config ``cfg``, un-normalised; default the log spectrogram)."""
     import json
 
     import numpy as np
@@ -107,7 +108,7 @@ def write_tiny_run(run: Path) -> Path:
     data = synth.generate(n=96, seed=0, n_recordings=8)
     windows = data["signal"].astype(np.float32)
     labels = data["label"].argmax(axis=1).astype(np.int64)
-    cfg = SpectrogramConfig(transform="log")
+    cfg = cfg or SpectrogramConfig(transform="log")
     mean, std = dsp.fit_normalisation(dsp.features(windows, cfg, normalise=False))
     cfg = cfg.with_normalisation(mean, std)
     images = dsp.features(windows, cfg)

@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--by", required=True, metavar="KEY",
                    help="metadata key whose values are left out one at a time: load_hp, fault_diameter_in, "
                         "load_lb, machine, or recording (each recording its own fold)")
+    p.add_argument("--folds", type=int, default=None, metavar="K",
+                   help="leave the groups out K at a time (GroupKFold) instead of one at a time: for many "
+                        "machines or recordings")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (0,1,2): mean and spread over them")
     p.add_argument("--force", action="store_true", help="replace cv.json, cv.md and cv.png already in --out")
     p.add_argument("--out", required=True, help="folder for cv.json, cv.md and cv.png")
@@ -53,7 +56,7 @@ def run(args) -> int:
     doc = cross_validate(data, cfg, by=args.by, seeds=seeds, arch=args.arch, options=options,
                          normalisation=args.normalisation, cache_dir=args.cache_dir,
                          use_cache=not args.no_cache, quiet=args.quiet, data_source=str(args.data),
-                         label_map=args.label_map, **training_settings(args, cfg, data))
+                         label_map=args.label_map, n_folds=args.folds, **training_settings(args, cfg, data))
     write_outputs(doc, out)
     if not args.quiet:
         print(f"{args.arch}: {summary_line(doc)}; wrote {out / CV_FILE}, cv.md, cv.png")

@@ -71,15 +71,15 @@ def run(args) -> int:
     data = out / "data.pkl"
     stages.run("synthesise", ["synth", "--out", str(data), "--n", str(args.n), "--seed", str(args.seed)])
     archs = ["edge", "seed"] if args.with_seed else ["edge"]
-    gates = {}
+    gates, degenerate = {}, {}
     for arch in archs:
         run_dir, bundle = out / f"run_{arch}", out / f"bundle_{arch}"
         epochs = ["--epochs", str(args.epochs)] if args.epochs else []
-        # --strict: a degenerate model (edgecnn/guard.py) stops the demo with exit 1, as a failed gate.
-        if stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, *epochs, "--strict",
-                                        "--seed", str(args.seed), "--out", str(run_dir), *force, *quiet], gate=True):
-            print(f"\nedgecnn demo: the {arch} model is degenerate (see the warning above); stopped before export")
-            return 1
+        # --strict: a degenerate model (edgecnn/guard.py) fails the demo (exit 1, as a failed gate); the
+        # remaining stages still run, so the folder and the report show what went wrong.
+        degenerate[arch] = stages.run(f"train {arch}", ["train", "--data", str(data), "--arch", arch, *epochs,
+                                                        "--strict", "--seed", str(args.seed), "--out", str(run_dir),
+                                                        *force, *quiet], gate=True)
         stages.run(f"export {arch}", ["export", str(run_dir), "--out", str(bundle), *force, *quiet])
         gates[arch] = stages.run(f"parity {arch}", ["parity", str(bundle), "--data", str(data), "--plot",
                                                     str(out / f"parity_{arch}.png"), *quiet], gate=True)
@@ -91,7 +91,7 @@ def run(args) -> int:
                gate=True, subprocess=True)
     stages.run("report", ["report", str(out), "--out", str(out / "report.html"), *quiet])
     print("\n" + summary(out, archs, stages.rows, gates))
-    return 0 if all(code == 0 for code in gates.values()) else 1
+    return 0 if all(code == 0 for code in (*gates.values(), *degenerate.values())) else 1
 
 
 def is_demo_folder(out: Path) -> bool:
@@ -130,6 +130,9 @@ def summary(out: Path, archs: list[str], rows: list[tuple[str, float]], gates: d
         ref = parity["model_level"]["reference"]
         int8 = variants["tflite_int8/litert"]
         int8_model = next(m for m in manifest["models"].values() if m["format"] == "tflite" and m["dtype"] == "int8")
+        if metrics.get("degenerate"):
+            lines.append(f"  {arch}: DEGENERATE model (edgecnn/guard.py): {'; '.join(metrics['degenerate_reasons'])}. "
+                         f"Likely cause: {metrics['degenerate_cause']}")
         lines.append(f"  {arch}: test accuracy float {variants[ref]['accuracy']:.4f} ({ref}), int8 "
                      f"{int8['accuracy']:.4f} (agreement {int8['vs_reference']['agreement']:.4f}) on "
                      f"{parity['model_level']['n_windows']} test windows; parity gate "

@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
                         force=args.force, progress=None if args.quiet else say, quiet=args.quiet,
                         dsp=args.dsp, adc=adc, sign=args.sign)
     bundle = load_bundle(out)  # read back: what was written verifies
+    calibration = bundle.manifest.get("calibration") or {}
+    if calibration.get("windows", args.calibration) < args.calibration:  # shown with --quiet too
+        print(f"edgecnn export: note: --calibration {args.calibration} asked for more windows than the run "
+              f"stores ({calibration.get('available')} in its calibration.npz); calibrated on "
+              f"{calibration['windows']}", file=sys.stderr)
     if not args.quiet:
         for entry in bundle.models.values():
             print(f"{entry.file:24s} {entry.bytes:>10,d} bytes")

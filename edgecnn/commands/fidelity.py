@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.commands import add_bundle_data_arguments
+from edgecnn.commands import add_bundle_data_arguments, read_options
 from edgecnn.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ def run(args) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
-                              progress=Progress("features", quiet=args.quiet))
+                              progress=Progress("features", quiet=args.quiet), options=read_options(args))
 
     def say(message: str) -> None:
         if not args.quiet:

@@ -58,10 +58,39 @@ def summary(bundle) -> dict[str, Any]:
         "device": bundle.device,
         "footprint": bundle.footprint,
         "ram_total_bytes": _ram_total(bundle.footprint),
+        "firmware": manifest.get("firmware"),
+        "firmware_measured": _measured(bundle),
         "training": manifest.get("training"),
         "calibration": manifest.get("calibration"),
         "tool_versions": manifest.get("tool_versions"),
     }
+
+
+def _measured(bundle) -> dict | None:
+    from export.firmware_measure import read_results
+
+    return read_results(bundle)
+
+
+def _firmware_lines(info: dict[str, Any]) -> list[str]:
+    doc = info.get("firmware")
+    if not isinstance(doc, dict):
+        return []
+    if not doc.get("folder"):
+        return [f"firmware not generated: {doc.get('reason', '')}"]
+    lines = [f"firmware {doc['folder']}/ (C99 DSP and decisions, TFLM glue; `edgecnn firmware --measure` "
+             "measures it on an emulated Cortex-M4)"]
+    m = info.get("firmware_measured")
+    if m:
+        lines += [f"  measured on {m['target']}, {m['kernels']} kernels:",
+                  f"  flash (.text + .rodata)  {m['flash_bytes']:>10,d} bytes",
+                  f"  RAM (.data + .bss)       {m['ram_bytes']:>10,d} bytes (arena {m['arena_bytes']:,}, "
+                  f"used {m['arena_used_bytes']:,}; DSP state {m['dsp_state_bytes']:,})",
+                  f"  per inference            {m['instructions_per_inference']:>10,d} instructions",
+                  f"  per DSP frame            {m['instructions_per_dsp_frame']:>10,d} instructions",
+                  f"  golden windows: all stages as Python {m['golden']['all_equal']}",
+                  f"  note: {m['instructions_note']}"]
+    return lines
 
 
 def _signature_text(signature: dict | None) -> str:
@@ -140,6 +169,7 @@ def render(info: dict[str, Any]) -> str:
            f"({buffers.get('dsp_backend')})"] if buffers.get("dsp_tables_flash_bytes") is not None else []),
         f"  note: {fp.get('arena_note', '')}",
     ]
+    lines += _firmware_lines(info)
     device = info.get("device")
     adc = (device or {}).get("adc")
     lines.append("device   " + (f"DSP {device.get('dsp')}, " + (

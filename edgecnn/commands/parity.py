@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from edgecnn.commands import add_bundle_data_arguments
+from edgecnn.commands import add_bundle_data_arguments, read_options
 from edgecnn.errors import ConfigError, InputError
 
 STREAM_MODES = ("auto", "synth", "data", "none")
@@ -54,7 +55,9 @@ def run(args) -> int:
     bundle = load_bundle(args.bundle, require_signature=args.require_signature)
     run_dir = _find_run(args, bundle)
     data = parity.select_data(bundle, args.data, label_map=args.label_map, overlap=args.overlap,
-                              progress=Progress("features", quiet=args.quiet))
+                              progress=Progress("features", quiet=args.quiet), options=read_options(args))
+    for note in data.windows.label_notes:
+        print(f"edgecnn parity: note: {note}", file=sys.stderr)
     keras_model = None if (args.no_keras or run_dir is None) else read_run(run_dir).model_path
     model = parity.model_level(bundle, data, keras_model=keras_model, quiet=args.quiet, runtimes=runtimes)
     probabilities = model.pop("probabilities")

@@ -15,7 +15,7 @@ import resource
 import sys
 import time
 
-from edgecnn.commands import add_require_signature_argument
+from edgecnn.commands import add_read_arguments, add_require_signature_argument, read_options
 from edgecnn.errors import ConfigError
 
 RUNTIME_CHOICES = ("litert", "tflm", "onnxruntime", "tflite-runtime")
@@ -28,6 +28,7 @@ def register(subparsers) -> None:
                     "ring buffer, streaming STFT, interpreter, smoothed decisions, events, timing.")
     p.add_argument("bundle", help="bundle folder written by `edgecnn export`")
     add_require_signature_argument(p)
+    add_read_arguments(p)
     p.add_argument("--source", default="synth",
                    help="synth[:duration=60,onset=30,seed=0,...], a recording file/folder, or - for raw "
                         "samples on stdin (default: synth)")
@@ -66,6 +67,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from export.bundle import load_bundle
     from firmware_sim import profiles
     from firmware_sim.decisions import DecisionPolicy, parse_cadence
@@ -96,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
         fit = profiles.check_fit(part, flash_bytes=entry.bytes, arena_bytes=arena, buffers=buffers,
                                  tables=profiles.dsp_flash_bytes(cfg, device.name))
         print(f"profile {fit.describe()}", file=sys.stderr)
+        measured = firmware_measure.read_results(bundle)
+        if measured:  # the generated firmware measured on an emulated Cortex-M4 (edgecnn firmware --measure)
+            print(f"measured firmware: flash {measured['flash_bytes']:,} B, RAM {measured['ram_bytes']:,} B, "
+                  f"{measured['instructions_per_inference']:,} instructions per inference, "
+                  f"{measured['instructions_per_dsp_frame']:,} per DSP frame ({measured['target']}; "
+                  "instructions, not cycles)", file=sys.stderr)
         if not fit.fits:
             if args.json:
                 write_json(args.json, {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file,
@@ -106,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sensors != 1:
         return _run_multi(args, bundle, policy, entry, fit, device)
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample,
-                         raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs)
+                         raw_dtype=args.raw_dtype, raw_scale=args.scale, source_fs=args.source_fs,
+                         options=read_options(args))
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
     log = EventLog(args.events, fields={"bundle_digest": bundle.digest}) if args.events else None
     target = 1 if len(classes) > 1 else 0
@@ -155,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
               **result}
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     print(format_summary(result))
     print(_identity_line(bundle))
     print(device.describe())
@@ -163,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         write_json(args.json, result)
     if args.plot:
         plot_stream(args.plot, trace, runtime.events, fs=cfg.fs, classes=classes, target=target,
-                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}")
+                    title=f"{bundle.path.name}: {entry.file} on {args.runtime}, source {args.source}",
+                    onset_s=getattr(getattr(source, "spec", None), "onset", None))  # known for synth sources
     return 0
 
 
@@ -207,6 +218,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     import numpy as np
 
     from edgecnn.fileio import write_json
+    from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
     from firmware_sim.sources import open_source
@@ -223,7 +235,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
                           f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
                           "that declares no ADC")
     cfg, classes = bundle.cfg, bundle.classes
-    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample)
+    source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample, options=read_options(args))
     signal = np.concatenate([b.samples for b in source.blocks()])
     log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
@@ -253,6 +265,7 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
               "peak_rss_mb": peak_rss_mb(), **result}
     if fit is not None:
         result["fit"] = fit.to_json()
+        result["firmware_measured"] = firmware_measure.read_results(bundle)
     t = result["timing"]
     states = ", ".join(f"{result['states'].count(c)} {c}" for c in classes)
     print(f"sensors: {args.sensors} x {t['stream_s']:.2f} s of signal in {t['processing_s']:.3f} s of "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from edgecnn.commands import add_read_arguments, read_options
 from edgecnn.errors import ConfigError
 
 
@@ -43,6 +44,7 @@ def register(sub) -> None:
 def add_training_arguments(p) -> None:
     """The data and training arguments `train` and `cv` share: one spelling, one set of defaults."""
     p.add_argument("--data", required=True, help="recordings: pickle, npz folder, WAV, CSV or .mat")
+    add_read_arguments(p)
     p.add_argument("--label-map", default=None, help="recording label -> class, e.g. 'normal=A,*=B'")
     p.add_argument("--arch", choices=("seed", "edge"), default="edge", help="model (default edge)")
     p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping ends sooner (60)")
@@ -80,9 +82,9 @@ def load_training_data(args, cfg):
     from edgecnn.progress import Progress
 
     data = load_windows(args.data, cfg, label_map=args.label_map, overlap=parse_overlap(args.overlap),
-                        progress=Progress("reading", quiet=args.quiet))
-    if data.dropped.get("unmapped") and not args.quiet:
-        print(f"left out {data.dropped['unmapped']} recording(s) the label map does not name")
+                        progress=Progress("reading", quiet=args.quiet), options=read_options(args))
+    for note in data.label_notes:  # shown with --quiet too: it may mean the map has a typo
+        print(f"edgecnn {args.command}: note: {note}", file=sys.stderr)
     if not args.quiet:
         print(f"window overlap {data.overlap_rule}")
     return data

@@ -87,8 +87,8 @@ def locate(path: str | Path) -> Located:
         if (path / CV_FILE).is_file():
             found.cv = path / CV_FILE
         if not runs and not bundles and found.cv is None:
-            raise InputError(f"{path}: holds no edgecnn run directory, bundle or cv.json (looked two folders "
-                             "deep); give the folder `edgecnn train --out`, `edgecnn export --out` or "
+            raise InputError(f"{path}: holds no edgecnn run directory or bundle (looked two folders deep), "
+                             "nor a cv.json; give the folder `edgecnn train --out`, `edgecnn export --out` or "
                              "`edgecnn cv --out` wrote")
         found.run = runs[0] if runs else None
         if bundles:

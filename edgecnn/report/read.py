@@ -46,6 +46,9 @@ class ReportInputs:
     """The bundle's parity results (``edgecnn parity``: ``BUNDLE.parity.json`` beside it)."""
     stream: dict | None = None
     """What ``edgecnn stream --json`` wrote."""
+    firmware: dict | None = None
+    """The generated firmware measured on an emulated Cortex-M4 (``edgecnn firmware --measure``:
+    ``BUNDLE.firmware.json`` beside the bundle, of this bundle's digest)."""
     fits: list[dict] = dataclasses.field(default_factory=list)
     """Fit checks against device profiles: ``{"model": file, "dsp": backend, **FitReport.to_json()}``."""
     images: dict[str, bytes] = dataclasses.field(default_factory=dict)
@@ -145,6 +148,11 @@ def _read_bundle(inputs: ReportInputs, bundle: Path, others: list[Path]) -> None
         inputs.parity = read_json(parity_file)
         inputs.sources["parity"] = str(parity_file.resolve())
     inputs.fits = fit_checks(inputs.manifest)
+    from export.firmware_measure import read_results, results_path
+
+    inputs.firmware = read_results(loaded)
+    if inputs.firmware is not None:
+        inputs.sources["firmware"] = str(results_path(bundle).resolve())
     if others:
         inputs.compared = [model_row(bundle, inputs.manifest, inputs.parity, inputs.fits)]
     for other in others:

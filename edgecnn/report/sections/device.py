@@ -22,6 +22,9 @@ TIMING_KEYS = ("stream_s", "processing_s", "realtime_factor", "cpu_load", "block
                "block_ms_worst", "deadline_misses", "decision_latency_ms_p50", "decision_latency_ms_worst")
 MODEL_KEYS = ("format", "dtype", "bytes", "parameters", "macs", "arena_bytes")
 C_ARRAY_KEYS = ("source", "header", "symbol", "alignment")
+FIRMWARE_KEYS = ("target", "kernels", "dsp", "flash_bytes", "ram_bytes", "model_bytes", "arena_bytes",
+                 "arena_used_bytes", "dsp_state_bytes", "instructions_per_dsp_frame", "instructions_per_inference",
+                 "instructions_note")
 EVENT_KEYS = ("time_s", "sample_index", "decision", "from", "to", "p_smoothed")
 #: Words of JSON keys written as people write them (``stft_scratch`` -> ``STFT scratch``).
 ACRONYMS = {"fft": "FFT", "stft": "STFT", "ram": "RAM", "dsp": "DSP", "dma": "DMA"}
@@ -91,7 +94,16 @@ def footprint(inputs: ReportInputs) -> dict | Missing:
             "buffers_total": device.get("total_bytes"), "tables_flash_bytes": device.get("dsp_tables_flash_bytes"),
             "block_samples": device.get("block_samples"), "dsp_backend": device.get("dsp_backend"),
             "working_memory": _working_memory(working),
-            "c_array": pick(manifest["c_array"], C_ARRAY_KEYS) if manifest.get("c_array") else None}
+            "c_array": pick(manifest["c_array"], C_ARRAY_KEYS) if manifest.get("c_array") else None,
+            "firmware": _firmware(manifest, inputs.firmware)}
+
+
+def _firmware(manifest: dict, measured: dict | None) -> dict:
+    """The generated C library: its folder (or why there is none) and, when measured, the figures."""
+    doc = manifest.get("firmware") or {}
+    return {"folder": doc.get("folder"), "reason": doc.get("reason"),
+            "measured": pick(measured, FIRMWARE_KEYS) if measured else None,
+            "golden": (measured or {}).get("golden")}
 
 
 def label(key: str) -> str:

@@ -117,13 +117,12 @@ def recordings(inputs: ReportInputs) -> dict | Missing:
     return {"columns": [name for name, _ in columns], "rows": rows}
 
 
-def cross_validation(inputs: ReportInputs) -> dict | None:
-    """``edgecnn cv``'s result: pooled accuracy, per fold, per recording (worst first), the heat map.
-
-    Left out of the page when there is none (most runs have a test set instead)."""
+def cross_validation(inputs: ReportInputs) -> dict | Missing:
+    """``edgecnn cv``'s result: pooled accuracy, per fold, per recording (worst first), the heat map."""
     doc = inputs.cv
     if not doc:
-        return None
+        return Missing("No cross-validation across conditions (the figure to trust before deploying on other "
+                       "loads, fault sizes or machines).", "edgecnn cv --data DATA --by KEY --out RUN_DIR/cv")
     summary = doc.get("summary") or {}
     rows = sorted(doc.get("recordings") or [], key=lambda r: ((r.get("int8_stats") or {}).get("min", 2.0),
                                                                str(r.get("recording"))))
