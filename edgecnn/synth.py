@@ -122,7 +122,7 @@ def draw_recordings(machines: dict, machine: np.ndarray, rng: np.random.Generato
     out = {k: np.asarray(v)[machine] for k, v in machines.items() if not k.startswith("shaft_")}
     # Severity: impact peak over noise RMS, log-uniform; difficulty widens it down into the noise.
     sev_hi = 3.0
-    sev_lo = sev_hi * 10.0 ** (-0.6 * difficulty)
+    sev_lo = sev_hi * 10.0 ** (-0.5 * difficulty)
     lo, hi = machines["shaft_lo_hz"][machine], machines["shaft_hi_hz"][machine]
     out.update({
         "machine": machine,
