@@ -278,7 +278,6 @@ def windows_from_recordings(recordings: list[Recording], cfg: SpectrogramConfig 
             # pre-cut 2-D recording do not continue one another)
             follows = np.arange(len(win)) < len(win) - 1
             if signal.ndim == 2:
-                follows &= signal.shape[1] >= cfg.window_samples + hop
                 per_row = (signal.shape[1] - cfg.window_samples) // hop + 1
                 follows &= (np.arange(len(win)) % per_row) < per_row - 1
             contiguous.append(follows)

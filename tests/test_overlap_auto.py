@@ -77,3 +77,15 @@ def test_train_cli_prints_and_records_the_overlap_and_its_settings(tmp_path, cap
     assert config["training"]["min_epochs"] == 1 and config["training"]["augmentation"]["copies"] == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert history["best_epoch"] == 1 and history["selection"]
+
+
+def test_rows_of_pre_cut_recordings_never_continue_one_another():
+    rng = np.random.default_rng(1)
+    recs = [Recording(signal=rng.normal(size=(3, 2 * N + N // 2)).astype(np.float32), fs=CFG.fs, label=lab,
+                      id=f"{lab}{i}", source="memory") for lab in ("a", "b") for i in range(2)]
+    ws = windows_from_recordings(recs, CFG, overlap=0.0)
+    assert len(ws) == 4 * 3 * 2  # two windows per row
+    assert ws.contiguous.tolist() == [True, False] * 12
+    # the first row's second window is its samples N..2N; the next row starts afresh
+    np.testing.assert_array_equal(ws.windows[1], recs[0].signal[0, N:2 * N])
+    np.testing.assert_array_equal(ws.windows[2], recs[0].signal[1, :N])
