@@ -56,6 +56,7 @@ def test_golden_windows_on_the_emulated_mcu(which, request):
 
 def test_stream_on_the_emulated_mcu_equals_firmware_sim(bundle, image):
     from edgecnn import synth
+    from firmware_sim.decisions import state_name
     from firmware_sim.interpreters import open_interpreter
     from firmware_sim.runtime import StreamRuntime
     from firmware_sim.sources import Block
@@ -69,7 +70,7 @@ def test_stream_on_the_emulated_mcu_equals_firmware_sim(bundle, image):
     for seq, start in enumerate(range(0, signal.size, 256)):
         decisions += py.process(Block(seq, signal[start:start + 256], start))
     assert len(board["decisions"]) == len(decisions) > 200
-    assert board["decisions"] == [(d.index, d.sample_index, bundle.classes[d.state]) for d in decisions]
+    assert board["decisions"] == [(d.index, d.sample_index, state_name(bundle.classes, d.state)) for d in decisions]
     expected = [(e.decision, e.sample_index, e.previous, e.state) for e in py.events]
     assert [e[:4] for e in board["events"]] == expected and expected
     # smoothed probabilities: equal, or one output LSB apart in one of the smoothed vectors where a
