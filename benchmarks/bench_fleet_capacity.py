@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import figure, results_header  # noqa: E402
+from benchmarks.common import figure, write_results  # noqa: E402
 from edgecnn.synth import render_stream  # noqa: E402
 from export.bundle import load_bundle  # noqa: E402
 from firmware_sim.interpreters import open_interpreter  # noqa: E402
@@ -72,8 +72,7 @@ def main() -> int:
     figure("sensors per core meeting the block deadline at p99 (staggered)", str(capacity[True]), "",
            f"together {capacity[False]}", met=None)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(results_header() + "\n".join(lines) + "\n")
+        write_results(args.out, lines)
     return 0
 
 

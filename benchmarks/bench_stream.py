@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     signal = render_stream(args.seconds, seed=0, fault_onset_s=args.seconds / 2)
     seconds = signal.size / cfg.fs
     n_blocks = signal.size / BLOCK
-    medians = t = interleaved_medians({
+    t = interleaved_medians({
         "stream": lambda: streaming_features(signal, cfg, deferred=True),
         "eager": lambda: streaming_features(signal, cfg),
         "frame": lambda: per_frame_numpy(signal, cfg),
@@ -150,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                                         ("naive", t_naive),
                                         ("second", t_second), ("whole", t_whole))}
     print(f"signal: {seconds:.1f} s at {cfg.fs:g} Hz, blocks of {BLOCK}, medians of {args.repeat}")
-    for key, label, t in (("stream", "streaming, deferred (device loop)", t_stream),
+    for key, label, taken in (("stream", "streaming, deferred (device loop)", t_stream),
                           ("eager", "streaming, eager (push)", t_eager),
                           ("frame", "per-frame numpy baseline", t_frame),
                           ("naive", "naive scipy recompute per hop", t_naive)):
-        print(f"features, {label:32s}: {rtf[key]:9.1f}x real time ({1e6 * t / n_blocks:7.1f} us per block)")
+        print(f"features, {label:32s}: {rtf[key]:9.1f}x real time ({1e6 * taken / n_blocks:7.1f} us per block)")
     print(f"file replay, 1 s pushes: {rtf['second']:9.1f}x; one push of {seconds:.0f} s: {rtf['whole']:9.1f}x")
     print(f"streaming / per-frame numpy: {rtf['stream'] / rtf['frame']:.2f}x; streaming / naive: "
           f"{rtf['stream'] / rtf['naive']:.1f}x")
@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
            f"per-frame numpy {rtf['frame']:.0f}x; naive {rtf['naive']:.0f}x",
            f"{rtf['stream'] / rtf['frame']:.1f}x; {rtf['stream'] / rtf['naive']:.0f}x",
            rtf["stream"] >= 2000 and rtf["stream"] >= 3 * rtf["frame"] and rtf["stream"] >= 50 * rtf["naive"])
-    rtf_env, rtf_env_naive = seconds / medians["envelope"], seconds / medians["envelope_naive"]
+    rtf_env, rtf_env_naive = seconds / t["envelope"], seconds / t["envelope_naive"]
     print(f"features, envelope (edge default), deferred: {rtf_env:9.1f}x real time "
-          f"({1e6 * medians['envelope'] / n_blocks:7.1f} us per block); spectrogram / envelope: "
+          f"({1e6 * t['envelope'] / n_blocks:7.1f} us per block); spectrogram / envelope: "
           f"{rtf['stream'] / rtf_env:.2f}x; envelope naive recompute per hop: {rtf_env_naive:.1f}x")
     figure("features, envelope image (128x27), blocks of 256, device loop", f"{rtf_env:.0f}x real time",
            ">= 100x", f"spectrogram {rtf['stream']:.0f}x; naive {rtf_env_naive:.0f}x",

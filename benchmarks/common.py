@@ -47,6 +47,12 @@ def figure(name: str, value: str, target: str, baseline: str = "", ratio: str = 
     print(" | ".join(["FIGURE", name, value, target, baseline, ratio, verdict]), flush=True)
 
 
+def write_results(path, lines: list[str]) -> None:
+    """Write ``lines`` to the results file ``path`` (folders made) under :func:`results_header`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(results_header() + "\n".join(lines) + "\n")
+
+
 def results_header(took_s: float | None = None) -> str:
     """The header run_all.py gives a results file: command, date, machine (and how long it took)."""
     import os

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import figure, results_header  # noqa: E402
+from benchmarks.common import figure, write_results  # noqa: E402
 from export.bundle import load_bundle  # noqa: E402
 from firmware_sim.decisions import POLICY_FIELDS, Decider, DecisionPolicy  # noqa: E402
 from firmware_sim.interpreters import open_interpreter  # noqa: E402
@@ -194,8 +194,7 @@ def main() -> int:
                 say(f"  {n:2d} {k:2d} {thr:.1f} {cand.min_dwell} {unknown_after:2d} -> {c['detected']:2d} "
                     f"{c['false_alarms']:2d} {c['after_detection']:2d} {worst} {c['healthy_alarms']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(results_header() + "\n".join(lines) + "\n")
+        write_results(args.out, lines)
     return 0
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import figure, results_header  # noqa: E402
+from benchmarks.common import figure, write_results  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 DATASETS = {
@@ -103,8 +103,7 @@ def main() -> int:
             f"{time.perf_counter() - start:.0f} s")
         figure(f"{name}: recordings ending right", f"{len(rows) - bad}/{len(rows)}", "all", met=bad == 0)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(results_header() + "\n".join(lines) + "\n")
+        write_results(args.out, lines)
     return 0 if failures == 0 else 1
 
 

@@ -105,6 +105,13 @@ def envelope_spectra(values: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     return np.abs(np.fft.rfft(runs * _envelope_window(span * per), n=cfg.envelope_nfft, axis=-1)[..., 1:])
 
 
+def envelope_image(values: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
+    """Model image from frames' envelope values: (..., F, per_frame) -> (..., rows, F - span + 1), float32
+    (``envelope_spectra``, then the feature transform and normalisation). The streaming STFTs keep the
+    values of their last ``n_frames`` frames and call this for the image."""
+    return np.swapaxes(transform_magnitudes(envelope_spectra(values, cfg), cfg, freq_axis=-1), -1, -2)
+
+
 @functools.lru_cache(maxsize=8)
 def _envelope_window(length: int) -> np.ndarray:
     """Periodic Hann window of ``length`` points divided by its sum (read-only)."""

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window, envelope_spectra, frame_envelope, transform_magnitudes
+from edgecnn.dsp import _scaled_window, envelope_image, frame_envelope
 from edgecnn.errors import ConfigError, InputError
 from firmware_sim.decisions import Decider, Decision, DecisionPolicy, Event
 from firmware_sim.streaming_stft import HISTORY_HOPS, FrameClock, _rfft_into
@@ -103,9 +103,8 @@ class MultiStreamSTFT(FrameClock):
         (n, rows, cols)."""
         columns = self._columns if sensors is None else self._columns[sensors]
         if self._envelope:
-            ordered = np.concatenate((columns[:, self._head:], columns[:, :self._head]), axis=1)
-            spectra = transform_magnitudes(envelope_spectra(ordered, self.cfg), self.cfg, freq_axis=-1)
-            out[:] = spectra.transpose(0, 2, 1)
+            out[:] = envelope_image(np.concatenate((columns[:, self._head:], columns[:, :self._head]), axis=1),
+                                    self.cfg)
             return
         tail = self._n_frames - self._head
         out[:, :, :tail] = columns[:, self._head:].transpose(0, 2, 1)
@@ -113,12 +112,9 @@ class MultiStreamSTFT(FrameClock):
 
     def image(self, sensor: int) -> np.ndarray:
         """One sensor's image (rows, cols, 1) float32 (a copy)."""
-        if self._envelope:
-            ordered = np.concatenate((self._columns[sensor, self._head:], self._columns[sensor, :self._head]))
-            spectra = transform_magnitudes(envelope_spectra(ordered, self.cfg), self.cfg, freq_axis=-1)
-            return np.ascontiguousarray(spectra.T)[:, :, None]
         ordered = np.concatenate((self._columns[sensor, self._head:], self._columns[sensor, :self._head]))
-        return np.ascontiguousarray(ordered.T)[:, :, None]
+        image = envelope_image(ordered, self.cfg) if self._envelope else ordered.T
+        return np.ascontiguousarray(image)[:, :, None]
 
     def reset(self, origin: int = 0) -> None:
         self._buf[:] = 0

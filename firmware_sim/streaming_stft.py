@@ -42,7 +42,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window, envelope_spectra, frame_envelope, frame_magnitudes, transform_magnitudes
+from edgecnn.dsp import _scaled_window, envelope_image, frame_envelope, frame_magnitudes, transform_magnitudes
 from edgecnn.errors import ConfigError
 from firmware_sim.dsp_backends import _as_units
 
@@ -228,8 +228,7 @@ class StreamingSTFT(FrameClock):
         head = self._head
         tail = self._n_frames - head
         if self._envelope:
-            values = np.concatenate((self._columns[head:], self._columns[:head]))
-            out[:] = transform_magnitudes(envelope_spectra(values, self.cfg), self.cfg, freq_axis=-1).T
+            out[:] = envelope_image(np.concatenate((self._columns[head:], self._columns[:head])), self.cfg)
             return
         out[:, :tail] = self._columns[head:].T
         out[:, tail:] = self._columns[:head].T
