@@ -1,6 +1,6 @@
 """Many sensors per core: how many 12800 Hz sensors one core serves in real time.
 
-``firmware_sim.multi.MultiStreamRuntime`` runs N synchronised sensors (blocks of 256 samples of
+``firmware_sim.runtime.StreamRuntime(n_sensors=N)`` runs N synchronised sensors (blocks of 256 samples of
 every sensor together) through one edge int8 model on LiteRT at 4 decisions per second (every 14
 frames): frames of all N sensors in one vectorised step, images through ``run_batch``, one
 ``Decider`` per sensor. Capacity = N x (stream seconds / processing seconds): the sensors one core
@@ -22,17 +22,16 @@ from edgecnn.synth import render_stream
 from export.bundle import load_bundle
 from firmware_sim.decisions import DecisionPolicy
 from firmware_sim.interpreters import open_interpreter
-from firmware_sim.multi import MultiStreamRuntime, rotated_blocks
 from firmware_sim.runtime import StreamRuntime
-from firmware_sim.sources import ArraySource
+from firmware_sim.sources import ArraySource, rotated_blocks
 
 BLOCK = 256
 EVERY = 14
 
 
 def multi_capacity(bundle, interp, signal: np.ndarray, n: int, seconds: float, max_batch: int | None) -> float:
-    rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, n, policy=DecisionPolicy(every_frames=EVERY),
-                            max_batch=max_batch)
+    rt = StreamRuntime(bundle.cfg, bundle.classes, interp, n_sensors=n, policy=DecisionPolicy(every_frames=EVERY),
+                       max_batch=max_batch)
     blocks = list(rotated_blocks(signal, n, block=BLOCK, total=int(seconds * bundle.cfg.fs)))
     start = time.perf_counter()
     for block in blocks:
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, float] = {}
     with open_interpreter("litert", bundle) as interp:
         interp.run(np.zeros(bundle.cfg.input_shape, dtype=np.float32))
-        # Warm-up: the first MultiStreamRuntime plans the batched model.
+        # Warm-up: the first fleet runtime plans the batched model.
         multi_capacity(bundle, interp, signal, n, 1.0, None)
         n_single = min(n, 20)
         variants = {"batch all": None, "batch 8": 8, "batch 1": 1}

@@ -6,7 +6,9 @@ frames only. ``scipy.signal.spectrogram(x, fs, window, nperseg, noverlap, scalin
 mode='magnitude')`` gives the same numbers (tests hold them to 1e-6 relative).
 
 ``features`` adds the feature transform and the normalisation fitted on training data (never
-per-window statistics, so a streamed image equals a batch one).
+per-window statistics, so a streamed image equals a batch one). ``FrameKernel`` is the same
+arithmetic as ``frame_features``, step for step and in buffers allocated once: the device's
+streaming STFT calls it for every frame (the same numbers, without temporaries or re-validation).
 
 The ``envelope`` feature (``cfg.feature``) uses the same framing: ``frame_envelope`` demodulates
 each frame's band into ``hop / envelope_decimation`` envelope values (the frames' central hops are
@@ -19,6 +21,8 @@ Device side imports this module: numpy only, no TensorFlow.
 from __future__ import annotations
 
 import functools
+import inspect
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -59,6 +63,112 @@ def _scaled_window_cached(window: str | tuple, nperseg: int) -> np.ndarray:
 def frame_features(frames: np.ndarray, cfg: SpectrogramConfig) -> np.ndarray:
     """Model-ready feature columns of frames: (..., nperseg) -> (..., n_freq), float32."""
     return transform_magnitudes(frame_magnitudes(frames, cfg), cfg, freq_axis=-1)
+
+
+def rfft_into(nperseg: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``rfft(x)`` along the last axis, written into a preallocated array, with as little per-call
+    overhead as numpy allows: numpy >= 2's pocketfft ufunc called directly (``np.fft.rfft`` adds
+    about 1.5 us of argument handling per call, as much as a 256-point FFT itself), checked once
+    against ``np.fft.rfft`` on a random frame; else ``np.fft.rfft(x, out=)``; numpy 1.x (the legacy
+    device environment) allocates."""
+    ufunc = getattr(getattr(np.fft, "_pocketfft_umath", None), "rfft_n_even", None)
+    if ufunc is not None and nperseg % 2 == 0:
+        probe = np.random.default_rng(0).standard_normal((2, nperseg))
+        try:
+            got = ufunc(probe, 1.0, out=np.empty((2, nperseg // 2 + 1), dtype=np.complex128))
+            if np.array_equal(got, np.fft.rfft(probe, axis=-1)):
+                return functools.partial(_call_rfft_ufunc, ufunc)
+        except (TypeError, ValueError):
+            pass
+    if "out" in inspect.signature(np.fft.rfft).parameters:
+        return lambda x, out: np.fft.rfft(x, axis=-1, out=out)
+    return lambda x, out: np.fft.rfft(x, axis=-1)
+
+
+def _call_rfft_ufunc(ufunc, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    return ufunc(x, 1.0, out=out)
+
+
+class FrameKernel:
+    """``frame_features`` computed in place: the device's per-frame arithmetic.
+
+    ``kernel(frames, out)`` writes the feature columns of ``frames`` (..., nperseg) into ``out``
+    (..., n_freq) with the steps of ``frame_magnitudes`` and ``transform_magnitudes`` (detrend as
+    numpy's mean computes it, the scaled window, ``|rfft|``, the log floor, the normalisation), in
+    scratch buffers of ``rows`` frames allocated once. The transform is folded into one
+    multiply-add per column: (20 log10 m - mean) / std becomes log10(m) * (20 / std) - mean / std
+    (the same value to a float64 rounding, far below float32's). Spectrogram features only (the
+    envelope feature is ``frame_envelope``); ``level`` must be ``none``.
+    """
+
+    def __init__(self, cfg: SpectrogramConfig, rows: int, *, sample_dtype=np.float32) -> None:
+        if cfg.feature != "spectrogram" or cfg.level != "none":
+            raise InputError(f"FrameKernel computes spectrogram features without level removal, "
+                             f"not feature={cfg.feature!r} level={cfg.level!r}")
+        # Configuration
+        self.rows = int(rows)
+        self._nperseg = cfg.nperseg
+        self._detrend = cfg.detrend == "constant"
+        self._window = _scaled_window(cfg)
+        self._log = cfg.transform == "log"
+        self._floor = 10.0 ** (cfg.log_floor_db / 20.0)
+        self._rfft = rfft_into(cfg.nperseg)
+        gain = 20.0 if self._log else 1.0
+        if cfg.is_normalised:
+            std = np.asarray(cfg.norm_std, dtype=np.float64).reshape(-1)
+            mean = np.asarray(cfg.norm_mean, dtype=np.float64).reshape(-1)
+            self._scale, self._offset = gain / std, mean / std
+        else:
+            self._scale, self._offset = (np.float64(gain) if self._log else None), None
+        # Working variables (allocated once)
+        self._frame = np.zeros((self.rows, cfg.nperseg), dtype=sample_dtype)  # detrended frames
+        self._windowed = np.zeros((self.rows, cfg.nperseg), dtype=np.float64)
+        self._spectrum = np.zeros((self.rows, cfg.n_freq), dtype=np.complex128)
+        self._mag = np.zeros((self.rows, cfg.n_freq), dtype=np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        return self._frame.nbytes + self._windowed.nbytes + self._spectrum.nbytes + self._mag.nbytes
+
+    def __call__(self, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Feature columns of ``frames`` (..., nperseg; at most ``rows`` frames) into ``out``."""
+        shape = frames.shape[:-1]
+        k = math.prod(shape)
+        if k == 1:  # the common case: 1-D arithmetic (numpy scalars cost less than (1, 1) arrays)
+            frame, windowed, mag = frames.reshape(-1), self._windowed[0], self._mag[0]
+            if self._detrend:
+                # frame.mean() as numpy computes it (pairwise sum, then divide), minus its overhead.
+                total = np.add.reduce(frame)
+                detrended = np.subtract(frame, total.dtype.type(total / self._nperseg), out=self._frame[0])
+                np.multiply(detrended, self._window, out=windowed)
+            else:
+                np.multiply(frame, self._window, out=windowed)
+            np.abs(self._rfft(windowed, self._spectrum[0]), out=mag)
+        else:
+            detrended, windowed, spectrum, mag = self._frame[:k], self._windowed[:k], self._spectrum[:k], self._mag[:k]
+            if frames.ndim != 2:  # (..., k, nperseg): the scratch shaped alike
+                detrended, windowed = detrended.reshape(frames.shape), windowed.reshape(frames.shape)
+                spectrum, mag = spectrum.reshape(*shape, -1), mag.reshape(*shape, -1)
+            if self._detrend:
+                # frames.mean(axis=-1, keepdims=True) as numpy computes it (pairwise sum, divide).
+                mean = np.add.reduce(frames, axis=-1, keepdims=True)
+                np.true_divide(mean, self._nperseg, out=mean, casting="unsafe")
+                np.multiply(np.subtract(frames, mean, out=detrended), self._window, out=windowed)
+            else:
+                np.multiply(frames, self._window, out=windowed)
+            np.abs(self._rfft(windowed, spectrum), out=mag)
+        if self._log:
+            np.maximum(mag, self._floor, out=mag)
+            np.log10(mag, out=mag)
+        if self._scale is not None:
+            np.multiply(mag, self._scale, out=mag)
+        if self._offset is not None:
+            np.subtract(mag, self._offset, out=mag)
+        if mag.shape == out.shape:
+            out[...] = mag
+        else:
+            out[...] = mag.reshape(out.shape)
+        return out
 
 
 def frame_count(n_samples: int, cfg: SpectrogramConfig) -> int:

@@ -154,6 +154,8 @@ class Decision:
     reason: str = ""
     vote: int = UNKNOWN
     """argmax of the integer probabilities; UNKNOWN for an invalid decision."""
+    sensor: int | None = None
+    """The sensor of a fleet (``StreamRuntime(n_sensors=N)``, N > 1); None for a lone sensor."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,9 +171,12 @@ class Event:
     """Mean probability (over the ring) of the class entered, or of the state left for unknown."""
     recording: str | None = None
     """The recording of a replayed folder the event happened in."""
+    sensor: int | None = None
+    """The sensor of a fleet; None for a lone sensor."""
 
     def to_json(self) -> dict:
-        out = {"event": "state", "decision": self.decision, "sample_index": self.sample_index,
+        out = {} if self.sensor is None else {"sensor": self.sensor}
+        out |= {"event": "state", "decision": self.decision, "sample_index": self.sample_index,
                "time_s": round(self.time_s, 6), "from": self.previous, "to": self.state,
                "p_smoothed": round(self.smoothed, 6)}
         if self.recording is not None:
@@ -187,7 +192,8 @@ class Decider:
     """The k-of-n integer rule over probability vectors; emits events on state changes and keeps
     what the summary reports (votes per class, time in each state, first decision and state)."""
 
-    def __init__(self, classes: list[str], fs: float, policy: DecisionPolicy | None = None):
+    def __init__(self, classes: list[str], fs: float, policy: DecisionPolicy | None = None, *,
+                 sensor: int | None = None):
         policy = policy if policy is not None else DecisionPolicy()
         # Configuration
         if len(classes) < 2:
@@ -198,6 +204,7 @@ class Decider:
         self.classes = list(classes)
         self.fs = float(fs)
         self.policy = policy
+        self.sensor = sensor  # stamped on decisions and events (a fleet's sensor index)
         self._n_classes = len(classes)
         self._smooth, self._agree = policy.smooth, policy.agree
         self._needed = policy.threshold_q * policy.smooth  # sums[c] >= threshold_q * n, in integers
@@ -299,13 +306,13 @@ class Decider:
             self.first_state_sample = sample_index
         smoothed = np.asarray(sums, dtype=np.float32) / np.float32(n * PROB_SCALE) if valid else None
         decision = Decision(index, window_start, sample_index, probabilities, smoothed, self.state,
-                            valid, reason, vote)
+                            valid, reason, vote, self.sensor)
         return decision, event
 
     def _event(self, index: int, sample_index: int, previous: int, measured: int) -> Event:
         p = float(self._sums[measured]) / (self.policy.smooth * PROB_SCALE)
         return Event(index, int(sample_index), sample_index / self.fs, state_name(self.classes, previous),
-                     self.state_name, p)
+                     self.state_name, p, sensor=self.sensor)
 
     def summary(self, end_sample: int | None = None) -> dict[str, Any]:
         """What was decided: share of valid decisions per class, seconds in each state (up to

@@ -46,7 +46,7 @@ class EventLog:
 
 class DecisionLog:
     """Every decision as a JSON line (``--decisions``): time, window, probabilities, vote, valid,
-    state (and the recording of a replayed folder). Lines are buffered and flushed at most
+    state (and the recording of a replayed folder, the sensor of a fleet). Lines are buffered and flushed at most
     ``flush_s`` seconds apart (wall clock) and on close (a stream ended by SIGINT/SIGTERM closes it)."""
 
     def __init__(self, path: str | Path, classes: list[str], fs: float, *, flush_s: float = 0.5) -> None:
@@ -59,7 +59,8 @@ class DecisionLog:
         self._flushed = time.monotonic()
 
     def __call__(self, decision: Decision, recording: str | None = None) -> None:
-        record = {"decision": decision.index, "time_s": round(decision.sample_index / self.fs, 6),
+        record = {} if decision.sensor is None else {"sensor": decision.sensor}
+        record |= {"decision": decision.index, "time_s": round(decision.sample_index / self.fs, 6),
                   "window_start": decision.window_start, "window_end": decision.sample_index,
                   "probabilities": [round(float(p), 6) for p in decision.probabilities],
                   "argmax": self._argmax(decision),

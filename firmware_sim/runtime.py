@@ -15,7 +15,13 @@ are filled with zeros (a gap longer than one window restarts the STFT at the new
 Every decision whose window touched a faulty or filled sample is marked invalid and raises no
 event; valid decisions return as soon as a window lies entirely after the fault.
 
-Device side: no TensorFlow. The interpreter is anything with ``run(image) -> probabilities``.
+One runtime serves one sensor or a fleet of N synchronised sensors (``n_sensors``; blocks of
+(N, n) samples sharing one clock and one sequence): every sensor has its own image, decider and
+fault counters, the images of the sensors deciding at a frame go through the interpreter as one
+batch, and ``stagger`` spreads the sensors' decisions over the cadence. A lone sensor is N = 1.
+
+Device side: no TensorFlow. The interpreter is anything with ``run(image) -> probabilities`` (and
+``run_batch(images, max_batch)`` for a fleet).
 Processing time is measured with ``clock`` (``time.perf_counter`` unless a test passes one in);
 the stream clock is the sample count.
 """
@@ -31,6 +37,7 @@ import numpy as np
 
 from edgecnn.config import SpectrogramConfig
 from edgecnn.dsp import frame_magnitudes
+from edgecnn.errors import InputError
 from firmware_sim.adc import ADC
 from firmware_sim.decisions import Decider, Decision, DecisionPolicy, Event
 from firmware_sim.sources import Block
@@ -62,13 +69,15 @@ class FaultCounters:
 
 
 class StreamRuntime:
-    """One sensor stream through one model: ``process(block)`` returns the decisions it took."""
+    """One sensor, or N synchronised sensors, through one model: ``process(block)`` returns the
+    decisions it took (a fleet's decisions and events carry their ``sensor``)."""
 
-    def __init__(self, cfg: SpectrogramConfig, classes: list[str], interpreter, *,
+    def __init__(self, cfg: SpectrogramConfig, classes: list[str], interpreter, *, n_sensors: int = 1,
                  policy: DecisionPolicy | None = None, magnitude_fn: MagnitudeFn = frame_magnitudes,
                  full_scale: float | None = None, on_event: Callable[[Event], None] | None = None,
                  clock: Callable[[], float] = time.perf_counter, adc: ADC | None = None,
-                 on_recording: Callable[[str, int], None] | None = None, phase: int = 0) -> None:
+                 on_recording: Callable[[str, int], None] | None = None, phase: int = 0,
+                 stagger: bool = False, max_batch: int | None = None) -> None:
         # Configuration
         self.cfg = cfg
         self.classes = list(classes)
@@ -78,32 +87,57 @@ class StreamRuntime:
         self.on_event = on_event
         self.on_recording = on_recording
         self.clock = clock
-        #: Frames after the first full image before the first decision (a fleet staggers its sensors'
-        #: decisions over the cadence, firmware_sim.multi; 0 for a lone sensor).
+        self.max_batch = max_batch
+        #: Frames after the first full image before the first decision (0 for a lone sensor).
         self.phase = int(phase)
         self.adc = adc
         # Working variables
-        self.stft = StreamingSTFT(cfg, magnitude_fn=magnitude_fn,
+        self.stft = StreamingSTFT(cfg, n_sensors=n_sensors, magnitude_fn=magnitude_fn,
                                   sample_dtype=np.int16 if adc is not None else np.float32)
+        n = self.stft.n_sensors
         self._hop, self._nperseg = cfg.hop, cfg.nperseg  # read once per block: plain attributes
-        self.decider = Decider(self.classes, cfg.fs, self.policy)
+        self.deciders = [Decider(self.classes, cfg.fs, self.policy, sensor=i if n > 1 else None) for i in range(n)]
         self.timing = StreamTiming(cfg.fs)
+        self._images = np.zeros((n, *cfg.input_shape), dtype=np.float32)
+        # Staggered decisions: sensor i decides from frame n_frames + phase + i % every_frames on, every
+        # every_frames frames (a lone runtime with that phase takes the same decisions), so each frame
+        # carries about N / every_frames sensors' images and inferences instead of one frame in every
+        # every_frames carrying all N: the block time's peak, what the deadline sees, falls by that factor.
+        every = self.policy.every_frames
+        self.stagger = bool(stagger) and n > 1
+        groups = min(n, every) if self.stagger else 1
+        self._groups = [None] if groups == 1 else [np.arange(g, n, every) for g in range(groups)]
         self.reset()
+
+    @property
+    def n_sensors(self) -> int:
+        return self.stft.n_sensors
+
+    @property
+    def decider(self) -> Decider:
+        """Sensor 0's decider (a lone sensor's)."""
+        return self.deciders[0]
+
+    @property
+    def faults(self) -> FaultCounters:
+        """Sensor 0's fault counters (a lone sensor's); ``sensor_faults`` has every sensor's."""
+        return self.sensor_faults[0]
 
     def reset(self) -> None:
         if self.adc is not None:
             self.adc.reset()
         self.stft.reset()
-        self.decider.reset()
+        for decider in self.deciders:
+            decider.reset()
         self.timing.reset()
-        self.faults = FaultCounters()
+        self.sensor_faults = [FaultCounters() for _ in range(self.n_sensors)]
         self.events: list[Event] = []
         self._next_seq: int | None = None
         self._next_t = 0
         self._last_arrival: float | None = None
         self._last_period = 0.0
-        self._fault_end = -1  # one past the newest faulty (or filled) sample
-        self._next_decision = self.cfg.n_frames + self.phase
+        self._fault_end = np.full(self.n_sensors, -1, dtype=np.int64)  # one past the newest faulty sample
+        self._restart_decisions()
         self.recording: str | None = None
         self._recording_start = 0
         self._recording_events = 0
@@ -122,50 +156,67 @@ class StreamRuntime:
         return self.summary()
 
     def process(self, block: Block, *, arrived: float | None = None) -> list[Decision]:
-        """One block: returns the decisions it completed. ``arrived`` (clock seconds) checks for a
-        stall: a block later than ``STALL_PERIODS`` periods of the previous one after it."""
+        """One block ((n,) samples, or (N, n) for N sensors): returns the decisions it completed.
+        ``arrived`` (clock seconds) checks for a stall: a block later than ``STALL_PERIODS``
+        periods of the previous one after it."""
         start = self.clock()
-        samples = np.asarray(block.samples, dtype=np.float32).ravel()
+        samples = np.asarray(block.samples, dtype=np.float32)
+        if self.n_sensors == 1:
+            samples = samples.reshape(1, -1)
+        elif samples.ndim != 2 or samples.shape[0] != self.n_sensors:
+            raise InputError(f"blocks of shape {samples.shape}: expected ({self.n_sensors}, samples)")
+        n = samples.shape[1]
         if arrived is not None:
-            self._check_stall(arrived, samples.size)
+            self._check_stall(arrived, n)
         decisions: list[Decision] = []
         if block.recording is not None and block.recording != self.recording:
             self._start_recording(block.recording, block.t_sample_index)
-        if not self._accept_sequence(block, samples.size, start, decisions):
-            self.timing.record_block(samples.size, self.clock() - start)
+        if not self._accept_sequence(block, n, start, decisions):
+            self.timing.record_block(n, self.clock() - start)
             return decisions
         bad = self._fault_mask(samples)
         if bad is not None:
             samples = np.where(bad, np.float32(0.0), samples)
         if self.adc is not None:
             samples, bad = self._convert(samples, bad)
-        self._feed(samples, bad, block.t_sample_index + samples.size, start, decisions)
+        self._feed(samples, bad, block.t_sample_index + n, start, decisions)
         self._next_seq = block.seq + 1
-        self._next_t = block.t_sample_index + samples.size
-        self.timing.record_block(samples.size, self.clock() - start)
+        self._next_t = block.t_sample_index + n
+        self.timing.record_block(n, self.clock() - start)
         return decisions
 
     def summary(self) -> dict:
-        """Figures of the whole stream; with recordings (a replayed folder), ``recordings`` holds
-        each one's decisions, states and events (the decider restarts at each recording)."""
+        """Figures of the whole stream. A lone sensor's: its decisions, states and faults (with
+        recordings, a replayed folder, ``recordings`` holds each one's; the decider restarts at
+        each recording). A fleet's: ``states`` and ``faults`` per sensor, and the sensor-seconds
+        one core keeps up with (``sensor_realtime_factor``)."""
+        timing = self.timing.summary()
         out = {
             "samples": int(self.stft.samples_seen),
             "frames": int(self.stft.frames),
             "decisions": int(self.total_decisions),
-            "invalid_decisions": int(self.faults.invalid_decisions),
-            **{k: v for k, v in self._decider_summary().items() if k not in ("decisions", "invalid_decisions")},
-            "events": [e.to_json() for e in self.events],
-            "faults": self.faults.to_json(),
-            "timing": self.timing.summary(),
+            "invalid_decisions": int(sum(f.invalid_decisions for f in self.sensor_faults)),
         }
+        if self.n_sensors > 1:
+            rtf = timing["realtime_factor"]
+            return {"sensors": self.n_sensors, **out,
+                    "states": [d.state_name for d in self.deciders],
+                    "events": [e.to_json() for e in self.events],
+                    "faults": [f.to_json() for f in self.sensor_faults],
+                    "timing": timing,
+                    # Each block carries N sensors' samples: the sensors one core keeps up with at this load.
+                    "sensor_realtime_factor": None if rtf is None else round(rtf * self.n_sensors, 1)}
+        out |= {k: v for k, v in self._decider_summary().items() if k not in ("decisions", "invalid_decisions")}
+        out |= {"events": [e.to_json() for e in self.events], "faults": self.faults.to_json(), "timing": timing}
         if self.recording is not None:
             out["recordings"] = [*self.recordings, self._recording_summary()]
         return out
 
     @property
     def total_decisions(self) -> int:
-        """Decisions over the whole stream (the decider counts those of the current recording)."""
-        return sum(r["decisions"] for r in self.recordings) + self.decider.decisions
+        """Decisions over the whole stream, every sensor (a decider counts those of the current
+        recording)."""
+        return sum(r["decisions"] for r in self.recordings) + sum(d.decisions for d in self.deciders)
 
     def _decider_summary(self) -> dict:
         summary = self.decider.summary(end_sample=self._next_t)
@@ -180,39 +231,48 @@ class StreamRuntime:
 
     def _start_recording(self, name: str, first: int) -> None:
         """A replayed folder's next recording: its own stream (STFT and decider start over)."""
+        if self.n_sensors > 1:
+            raise InputError("a folder of recordings streams as one sensor; a fleet replays one recording")
         if self.recording is not None:
             self.recordings.append(self._recording_summary())
         self.recording, self._recording_start, self._recording_events = name, int(first), 0
         if self._next_seq is not None:
             self.stft.reset(origin=first)
-            self._next_decision = self.cfg.n_frames + self.phase
+            self._restart_decisions()
         self.decider.reset(origin=first)
         if self.on_recording is not None:
             self.on_recording(name, first)
 
     # Faults ----------------------------------------------------------------------------------
     def _accept_sequence(self, block: Block, n: int, start: float, decisions: list[Decision]) -> bool:
-        """False for a repeated or late block (skipped); fills or restarts across a gap."""
+        """False for a repeated or late block (skipped); fills or restarts across a gap (every
+        sensor: they share the clock)."""
         if self._next_seq is None:
             if block.t_sample_index != self.stft.samples_seen:
                 self.stft.reset(origin=block.t_sample_index)
             return True
         if block.seq < self._next_seq:
-            self.faults.repeated_blocks += 1
+            for faults in self.sensor_faults:
+                faults.repeated_blocks += 1
             return False
         missing = block.t_sample_index - self._next_t
         if block.seq > self._next_seq or missing != 0:
-            self.faults.gaps += 1
-            self.faults.dropped_blocks += max(0, block.seq - self._next_seq)
-            if 0 < missing <= self.cfg.window_samples:
-                self.faults.filled_samples += missing
-                self._feed(np.zeros(missing, dtype=np.float32), np.ones(missing, dtype=bool),
+            fill = 0 < missing <= self.cfg.window_samples
+            for faults in self.sensor_faults:
+                faults.gaps += 1
+                faults.dropped_blocks += max(0, block.seq - self._next_seq)
+                if fill:
+                    faults.filled_samples += missing
+                elif missing != 0:
+                    faults.restarts += 1
+            if fill:
+                shape = (self.n_sensors, missing)
+                self._feed(np.zeros(shape, dtype=self.stft._buf.dtype), np.ones(shape, dtype=bool),
                            block.t_sample_index, start, decisions)
             elif missing != 0:  # too long to bridge, or the clock went backwards: start over
-                self.faults.restarts += 1
                 self.stft.reset(origin=block.t_sample_index)
-                self._next_decision = self.cfg.n_frames + self.phase
-                self._fault_end = block.t_sample_index
+                self._restart_decisions()
+                self._fault_end[:] = block.t_sample_index
         return True
 
     def _check_stall(self, arrived: float, n: int) -> None:
@@ -221,87 +281,113 @@ class StreamRuntime:
         if self._last_arrival is not None:
             waited = arrived - self._last_arrival
             if waited > STALL_PERIODS * self._last_period:
-                self.faults.stalls += 1
-                self.faults.longest_stall_s = max(self.faults.longest_stall_s, round(waited, 6))
+                for faults in self.sensor_faults:
+                    faults.stalls += 1
+                    faults.longest_stall_s = max(faults.longest_stall_s, round(waited, 6))
         self._last_arrival = arrived
         self._last_period = n / self.cfg.fs
 
     def _fault_mask(self, samples: np.ndarray) -> np.ndarray | None:
+        """Non-finite (and, with ``full_scale``, saturated) samples (N, n), counted per sensor."""
         # Fast path (one reduction per block): a finite sum means every sample is finite (a NaN
         # or an Inf makes the sum non-finite; an overflowing sum just takes the full check).
         with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: nan, which is the point
-            total = np.add.reduce(samples)
+            total = np.add.reduce(samples, axis=None)
         if math.isfinite(total) and (
                 self.full_scale is None or (samples.size and max(samples.max(), -samples.min()) < self.full_scale)):
             return None
         finite = np.isfinite(samples)
         bad = ~finite
-        n_nonfinite = int(bad.sum())
-        n_saturated = 0
         if self.full_scale is not None:
-            saturated = finite & (np.abs(samples) >= self.full_scale)
-            n_saturated = int(saturated.sum())
-            bad |= saturated
-        if not (n_nonfinite or n_saturated):
+            bad |= finite & (np.abs(np.where(finite, samples, 0)) >= self.full_scale)
+        if not bad.any():
             return None
-        self.faults.nonfinite_samples += n_nonfinite
-        self.faults.saturated_samples += n_saturated
-        self.faults.faulty_blocks += 1
+        for sensor in np.flatnonzero(bad.any(axis=1)).tolist():
+            faults = self.sensor_faults[sensor]
+            faults.nonfinite_samples += int((~finite[sensor]).sum())
+            faults.saturated_samples += int((bad[sensor] & finite[sensor]).sum())
+            faults.faulty_blocks += 1
         return bad
 
     def _convert(self, samples: np.ndarray, bad: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """The device's converter: int16 counts, clipped samples counted and marked as faulty."""
         counts, clipped = self.adc.convert(samples)
-        n_clipped = int(np.count_nonzero(clipped))
-        if not n_clipped:
+        if not clipped.any():
             return counts, bad
-        self.faults.saturated_samples += n_clipped
-        if bad is None:
-            self.faults.faulty_blocks += 1
-            return counts, clipped
-        return counts, bad | clipped
+        for sensor in np.flatnonzero(clipped.any(axis=1)).tolist():
+            faults = self.sensor_faults[sensor]
+            faults.saturated_samples += int(np.count_nonzero(clipped[sensor]))
+            if bad is None or not bad[sensor].any():
+                faults.faulty_blocks += 1
+        return counts, clipped if bad is None else bad | clipped
 
     # Feeding and deciding ----------------------------------------------------------------------
+    def _restart_decisions(self) -> None:
+        """The first decision of a (re)started stream: frame n_frames + phase (group 0's)."""
+        self._first_decision = self.cfg.n_frames + self.phase
+        self._next_decision = self._first_decision
+
     def _feed(self, samples: np.ndarray, bad: np.ndarray | None, block_end: int, start: float,
               decisions: list[Decision]) -> None:
-        """Push samples, stopping at each decision point to classify that exact image."""
+        """Push samples (N, n), stopping at each decision point to classify that exact image."""
         stft, hop, nperseg = self.stft, self._hop, self._nperseg
-        pos, n = 0, samples.shape[0]
+        pos, n = 0, samples.shape[1]
         while pos < n:
             # The sample after which frame number `_next_decision` exists.
             due = stft.origin + (self._next_decision - 1) * hop + nperseg
             base = stft.samples_seen
             take = min(n - pos, max(due - base, 1))
             if bad is not None:
-                hits = np.flatnonzero(bad[pos:pos + take])
-                if hits.size:
-                    self._fault_end = max(self._fault_end, base + int(hits[-1]) + 1)
+                self._mark_faults(bad[:, pos:pos + take], base)
             # Frames are computed at the decision, all pending ones in one vectorised step.
-            stft.feed(samples if take == n else samples[pos:pos + take])
+            stft.feed(samples if take == n else samples[:, pos:pos + take])
             pos += take
             if base + take >= due:  # frame `_next_decision` exists: stft.frames >= _next_decision
-                decisions.append(self._decide(block_end, start))
-                self._next_decision = stft.frames + self.policy.every_frames
+                self._decide_group(block_end, start, decisions)
 
-    def _decide(self, block_end: int, start: float) -> Decision:
+    def _mark_faults(self, bad: np.ndarray, base: int) -> None:
+        hit = bad.any(axis=1)
+        if hit.any():
+            last = bad.shape[1] - np.argmax(bad[:, ::-1], axis=1)  # one past the last bad sample
+            self._fault_end = np.where(hit, np.maximum(self._fault_end, base + last), self._fault_end)
+
+    def _decide_group(self, block_end: int, start: float, decisions: list[Decision]) -> None:
+        """The sensors whose turn this frame is decide; the next decision frame is set."""
+        every, n_groups = self.policy.every_frames, len(self._groups)
+        group = (self._next_decision - self._first_decision) % every
+        if group < n_groups:
+            self._decide(self._groups[group], block_end, start, decisions)
+        self._next_decision = self.stft.frames + (1 if group + 1 < n_groups else every - group)
+
+    def _decide(self, sensors: np.ndarray | None, block_end: int, start: float,
+                decisions: list[Decision]) -> None:
+        """Classify the current window of every sensor (or of ``sensors``, a staggered group)."""
         stft = self.stft
         window_start, window_end = stft.window_start, stft.last_frame_end
-        valid = self._fault_end <= window_start
-        probabilities = self.interpreter.run(stft.image())
-        decision, event = self.decider.update(probabilities, window_start=window_start,
-                                              sample_index=window_end, valid=valid,
-                                              reason="" if valid else "window touched a fault")
-        if not decision.valid:
-            self.faults.invalid_decisions += 1
-        if event is not None:
-            if self.recording is not None:
-                event = dataclasses.replace(event, recording=self.recording)
-                self._recording_events += 1
-            self.events.append(event)
-            if self.on_event is not None:
-                self.on_event(event)
+        k = self.n_sensors if sensors is None else sensors.size
+        images = self._images[:k]
+        stft.images_into(images[..., 0], sensors)
+        if k == 1:
+            probabilities = (self.interpreter.run(images[0]),)
+        else:
+            probabilities = self.interpreter.run_batch(images, max_batch=self.max_batch)
+        valid = (self._fault_end <= window_start).tolist()
+        for row, sensor in enumerate(range(k) if sensors is None else sensors.tolist()):
+            ok = valid[sensor]
+            decision, event = self.deciders[sensor].update(probabilities[row], window_start=window_start,
+                                                           sample_index=window_end, valid=ok,
+                                                           reason="" if ok else "window touched a fault")
+            if not decision.valid:
+                self.sensor_faults[sensor].invalid_decisions += 1
+            if event is not None:
+                if self.recording is not None:
+                    event = dataclasses.replace(event, recording=self.recording)
+                    self._recording_events += 1
+                self.events.append(event)
+                if self.on_event is not None:
+                    self.on_event(event)
+            decisions.append(decision)
         self.timing.record_decision(block_end - window_end, self.clock() - start)
-        return decision
 
 
 def no_decision_note(samples: int, cfg: SpectrogramConfig) -> str:

@@ -328,15 +328,59 @@ def paced(blocks: Iterable[Block], fs: float, *, clock: Callable[[], float] = ti
 def inject_faults(blocks: Iterable[Block], *, drop: Iterable[int] = (), repeat: Iterable[int] = (),
                   nan: Iterable[int] = (), inf: Iterable[int] = ()) -> Iterator[Block]:
     """Blocks with faults injected by sequence number: dropped, delivered twice, or corrupted
-    (one NaN or Inf sample in the middle of the block)."""
+    (one NaN or Inf sample in the middle of the block; a fleet's block: in sensor 0's samples)."""
     drop, repeat, nan, inf = set(drop), set(repeat), set(nan), set(inf)
     for block in blocks:
         if block.seq in drop:
             continue
         if block.seq in nan or block.seq in inf:
             samples = block.samples.copy()
-            samples[samples.size // 2] = np.nan if block.seq in nan else np.inf
+            samples.reshape(-1)[samples.shape[-1] // 2] = np.nan if block.seq in nan else np.inf
             block = dataclasses.replace(block, samples=samples)
         yield block
         if block.seq in repeat:
             yield block
+
+
+# Fleets: N synchronised sensors, blocks (N, n) ------------------------------------------------
+def rotated_blocks(signal: np.ndarray, n_sensors: int, *, block: int, total: int | None = None
+                   ) -> Iterator[Block]:
+    """Blocks of (n_sensors, block) samples where sensor i replays ``signal`` circularly from offset
+    ``i * len(signal) // n_sensors`` (different machine states at once, one copy of the signal in
+    memory); ``total`` samples per sensor (default one pass over the signal)."""
+    signal = np.asarray(signal, dtype=np.float32).ravel()
+    length = signal.size
+    if length == 0:
+        raise InputError("rotated_blocks: the signal is empty")
+    block = _check_block(block)
+    total = length if total is None else int(total)
+    offsets = (np.arange(n_sensors, dtype=np.int64) * length) // n_sensors
+    for seq, first in enumerate(range(0, total, block)):
+        size = min(block, total - first)
+        yield Block(seq, signal[(offsets[:, None] + first + np.arange(size)[None, :]) % length], first)
+
+
+def synth_fleet(spec: SynthStreamSpec, n_sensors: int, fs: float, *, block: int
+                ) -> tuple[list[SynthStreamSpec], Iterator[Block]]:
+    """A fleet of N synthetic machines, each its own: sensor i is the machine of seed ``spec.seed + i``.
+
+    Without an onset in ``spec`` every machine stays as the spec says (healthy, or faulty
+    throughout with ``faulty=1``). With ``onset=T`` the even sensors develop a fault at their own
+    onset, drawn (seeded by ``spec.seed``) uniformly in [T/2, 3T/2] and kept inside the stream, and
+    the odd sensors stay healthy. Returns the per-sensor specs and the blocks (N, block), rendered
+    machine by machine one segment at a time (memory: N segments).
+    """
+    rng = np.random.default_rng(spec.seed)
+    specs = []
+    for i in range(n_sensors):
+        onset = None
+        if spec.onset is not None and i % 2 == 0:
+            onset = float(min(rng.uniform(0.5, 1.5) * spec.onset, 0.95 * spec.duration))
+        specs.append(dataclasses.replace(spec, seed=spec.seed + i, onset=onset))
+    sources = [SynthSource(s, fs, block=block).blocks() for s in specs]
+
+    def blocks() -> Iterator[Block]:
+        for row in zip(*sources):
+            yield Block(row[0].seq, np.stack([b.samples for b in row]), row[0].t_sample_index)
+
+    return specs, blocks()

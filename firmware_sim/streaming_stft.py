@@ -1,107 +1,131 @@
-"""The streaming STFT: samples in, exactly the new feature columns out, plus a rolling image.
+"""The streaming STFT of one or N synchronised sensors: samples in, the new feature columns out,
+plus a rolling image per sensor.
 
 Framing is edgecnn's (``edgecnn.config``): frame ``p`` covers samples
-``[origin + p * hop, origin + p * hop + nperseg)``; the sample count is the clock. ``push(block)``
-appends the block to a fixed-capacity sample history, computes only the frames the block completed,
-applies the bundle's feature transform and normalisation, and drops the columns into a circular
-image of the last ``n_frames`` columns (O(1) per frame: one column written, one head index moved).
-``image()`` materialises that image in time order: it equals ``edgecnn.dsp.features`` of the
-``window_samples`` samples starting at ``window_start``.
+``[origin + p * hop, origin + p * hop + nperseg)``; the sample count is the clock, shared by every
+sensor (one multi-channel ADC: a block of every sensor arrives together). ``push(block)`` appends
+the block to a fixed-capacity sample history, computes only the frames the block completed, and
+drops each frame's image column into a circular image of the last ``image_cols`` columns (O(1)
+per frame: one column written, one head index moved). ``image()`` materialises a sensor's image in
+time order: it equals ``edgecnn.dsp.features`` of the ``window_samples`` samples starting at
+``window_start``. A single sensor is the case N = 1: blocks and columns without the sensor axis.
 
-Speed (the device hot path; ``benchmarks/bench_stream.py``): with blocks of a few hundred samples
-numpy's per-call overhead, not the FFT's arithmetic, is the cost, so
+Speed (the device hot path; ``benchmarks/bench_stream.py``, ``bench_multi.py``): with blocks of a
+few hundred samples numpy's per-call overhead, not the FFT's arithmetic, is the cost, so
 
 - the sample history is a linear buffer that is compacted (the < ``nperseg`` samples of the next
   frame moved to its front) only when a block does not fit: every frame is a contiguous view,
   never a wrap-around copy;
-- a block that completes one frame (the common case) takes the reference arithmetic of
-  ``edgecnn.dsp.frame_magnitudes`` and ``transform_magnitudes`` step for step, in place, in
-  buffers allocated once: the same numbers, without temporaries or re-validation;
-- a push that completes several frames is one vectorised call per ``frames_per_step`` frames,
-  framed straight from the block (file replay pushes seconds at a time).
+- frames are computed by ``edgecnn.dsp.FrameKernel`` (the reference arithmetic of
+  ``frame_features``, in place), every sensor's and every pending frame in one vectorised call
+  (``feed`` defers them to the next ``flush`` or image: the device loop pays numpy's per-call
+  overhead once per decision, not once per frame and sensor);
+- a push longer than the history is framed straight from the block in steps of
+  ``frames_per_step`` frames (file replay pushes seconds at a time).
 
 The per-frame function is a parameter (``magnitude_fn(frames (k, nperseg), cfg) -> (k, n_freq)``
-float64), so CMSIS-DSP style backends plug in unchanged (they take the vectorised path for every
-frame). Device side: numpy only, no TensorFlow; this module decides *when* to call the one
-definition of the spectrum, and its single-frame path repeats that definition's steps exactly.
+float64), so CMSIS-DSP style backends plug in unchanged (they get every frame through
+``transform_magnitudes``). Device side: numpy only, no TensorFlow; this module decides *when* to
+call the one definition of the features.
 
 The ``envelope`` feature (``cfg.feature``) uses the same framing and history: each frame gives
-``envelope_per_frame`` values (``edgecnn.dsp.frame_envelope``), the ring keeps the last
-``n_frames`` frames' values, and ``image()`` turns them into the ``image_cols`` envelope spectrum
-columns (``edgecnn.dsp.envelope_spectra``), so the streamed image equals the batch one. It runs on
-the numpy backend (with or without the ADC model); the CMSIS backends compute spectrograms only.
+``envelope_per_frame`` values (``edgecnn.dsp.frame_envelope``), kept in a ring of the last
+``n_frames`` frames. Each frame completes one image column, the envelope spectrum of the
+``envelope_frames`` frames ending with it (``edgecnn.dsp.envelope_spectra``); the columns of the
+frames since the last image are computed when an image is needed, in one vectorised call (a
+decision every 14 frames computes 14 spectra, not the image's 27; the C firmware computes one per
+frame). The streamed image equals the batch one. It runs on the numpy backend (with or without
+the ADC model); the CMSIS backends compute spectrograms only.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from edgecnn.config import SpectrogramConfig
-from edgecnn.dsp import _scaled_window, envelope_image, frame_envelope, frame_magnitudes, transform_magnitudes
-from edgecnn.errors import ConfigError
+from edgecnn.dsp import FrameKernel, envelope_spectra, frame_envelope, frame_magnitudes, transform_magnitudes
+from edgecnn.errors import ConfigError, InputError
 from firmware_sim.dsp_backends import _as_units
 
 MagnitudeFn = Callable[[np.ndarray, SpectrogramConfig], np.ndarray]
 
-#: Frames per vectorised call on large pushes: bounds scratch memory (k x nperseg float64); 64
-#: keeps the scratch in a core's L2 cache (measured: 64 to 256 are fastest, 16 and 1024 slower).
+#: Frames per vectorised call on large pushes, and the frame kernel's scratch rows (times up to
+#: 8 sensors): bounds scratch memory (rows x nperseg float64); 64 keeps one sensor's scratch in a
+#: core's L2 cache (measured: 64 to 256 are fastest, 16 and 1024 slower).
 FRAMES_PER_STEP = 64
 #: Sample history: one frame plus this many hops (a block longer than that is framed directly).
 HISTORY_HOPS = 32
 
 
-def _rfft_into(nperseg: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``rfft(x)`` written into a preallocated array, with as little per-call overhead as numpy
-    allows: numpy >= 2's pocketfft ufunc called directly (``np.fft.rfft`` adds about 1.5 us of
-    argument handling per call, as much as the 256-point FFT itself), checked once against
-    ``np.fft.rfft`` on a random frame; else ``np.fft.rfft(x, out=)``; numpy 1.x (the legacy device
-    environment) allocates."""
-    ufunc = getattr(getattr(np.fft, "_pocketfft_umath", None), "rfft_n_even", None)
-    if ufunc is not None and nperseg % 2 == 0:
-        probe = np.random.default_rng(0).standard_normal((2, nperseg))
-        try:
-            got = ufunc(probe, 1.0, out=np.empty((2, nperseg // 2 + 1), dtype=np.complex128))
-            if np.array_equal(got, np.fft.rfft(probe, axis=-1)):
-                return functools.partial(_call_rfft_ufunc, ufunc)
-        except (TypeError, ValueError):
-            pass
-    if "out" in inspect.signature(np.fft.rfft).parameters:
-        return lambda x, out: np.fft.rfft(x, axis=-1, out=out)
-    return lambda x, out: np.fft.rfft(x, axis=-1)
-
-
-def _call_rfft_ufunc(ufunc, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    return ufunc(x, 1.0, out=out)
-
-
 def is_reference(magnitude_fn) -> bool:
     """True when ``magnitude_fn`` is ``edgecnn.dsp.frame_magnitudes`` (or the ``numpy`` backend
-    without an ADC), whose single-frame arithmetic the fast path repeats in place."""
+    without an ADC), whose arithmetic ``FrameKernel`` computes in place."""
     if magnitude_fn is frame_magnitudes:
         return True
     return getattr(magnitude_fn, "name", None) == "numpy" and getattr(magnitude_fn, "adc", 1) is None
 
 
-class FrameClock:
-    """The stream clock of a framer, shared by the single- and multi-sensor STFTs.
+class StreamingSTFT:
+    """Feature columns of N sample streams (one clock), one per hop, and each sensor's rolling image."""
 
-    Needs ``origin`` (absolute index of the first sample), ``frames`` (frames computed so far),
-    ``_written`` (absolute index one past the last sample pushed), ``_hop``, ``_nperseg``, ``_n_frames``.
-    """
+    def __init__(self, cfg: SpectrogramConfig, *, n_sensors: int = 1, magnitude_fn: MagnitudeFn = frame_magnitudes,
+                 frames_per_step: int = FRAMES_PER_STEP, sample_dtype=np.float32) -> None:
+        # Configuration
+        if not isinstance(frames_per_step, int) or frames_per_step < 1:
+            raise ConfigError(f"frames_per_step={frames_per_step!r} must be an integer >= 1")
+        if not isinstance(n_sensors, (int, np.integer)) or isinstance(n_sensors, bool) or n_sensors < 1:
+            raise ConfigError(f"n_sensors={n_sensors!r} must be an integer >= 1")
+        self.cfg = cfg
+        self.n_sensors = int(n_sensors)
+        self.magnitude_fn = magnitude_fn
+        self.frames_per_step = frames_per_step
+        self._envelope = cfg.feature == "envelope"
+        if self._envelope and magnitude_fn is not frame_magnitudes and getattr(magnitude_fn, "name", None) != "numpy":
+            raise ConfigError(f"the envelope feature runs on the numpy DSP backend; "
+                              f"{getattr(magnitude_fn, 'name', magnitude_fn)!r} computes spectrograms only")
+        self._nperseg, self._hop, self._n_frames = cfg.nperseg, cfg.hop, cfg.n_frames
+        self._n_cols = cfg.image_cols
+        # What a frame gives: a feature column, or (envelope) the frame's envelope values.
+        self._width = cfg.envelope_per_frame if self._envelope else cfg.n_freq
+        self._span = cfg.envelope_frames if self._envelope else 1
+        # Frame kernel rows: every pending frame of a few sensors per call.
+        self._rows = max(HISTORY_HOPS + 1, frames_per_step) * min(self.n_sensors, 8)
+        self._kernel = (FrameKernel(cfg, self._rows, sample_dtype=sample_dtype)
+                        if is_reference(magnitude_fn) and not self._envelope and cfg.level == "none" else None)
+        # Working variables (allocated once)
+        n = self.n_sensors
+        self._buf = np.zeros((n, cfg.nperseg + cfg.hop * HISTORY_HOPS), dtype=sample_dtype)
+        self._buf0 = self._buf[0]  # sensor 0's history (a view)
+        self._columns = np.zeros((n, self._n_cols, cfg.image_rows), dtype=np.float32)  # the image ring
+        # Envelope: the last n_frames frames' values, a ring (the columns pending at an image need
+        # at most envelope_frames - 1 + image_cols = n_frames of them).
+        self._values = np.zeros((n, self._n_frames if self._envelope else 0, self._width), dtype=np.float64)
+        # The image ring before the first frame: zeros; for the envelope, the column of all-zero
+        # values (what the batch definition gives for frames before the stream).
+        self._zero_column = (transform_magnitudes(np.zeros((1, cfg.image_rows)), cfg, freq_axis=-1)[0]
+                             if self._envelope else np.float32(0.0))
+        self._no_columns = np.zeros((n, 0, self._width), dtype=np.float64 if self._envelope else np.float32)
+        self._no_columns.setflags(write=False)
+        self.reset()
 
+    # State -------------------------------------------------------------------------------------
     @property
     def samples_seen(self) -> int:
         """Absolute index one past the last sample pushed (the stream clock)."""
         return self._written
 
     @property
+    def frames(self) -> int:
+        """Frames complete so far (computed, or pending in :meth:`feed` mode)."""
+        if self._written < self._next_end:
+            return self._done
+        return self._done + 1 + (self._written - self._next_end) // self._hop
+
+    @property
     def ready(self) -> bool:
-        """True once a full image of ``n_frames`` columns exists."""
+        """True once a full image of ``n_frames`` frames exists."""
         return self.frames >= self._n_frames
 
     @property
@@ -114,56 +138,6 @@ class FrameClock:
         """Absolute index one past the last sample the newest frame used."""
         return self.origin + (self.frames - 1) * self._hop + self._nperseg
 
-
-class StreamingSTFT(FrameClock):
-    """Feature columns of a sample stream, one per hop, and the rolling ``n_frames`` image."""
-
-    def __init__(self, cfg: SpectrogramConfig, *, magnitude_fn: MagnitudeFn = frame_magnitudes,
-                 frames_per_step: int = FRAMES_PER_STEP, sample_dtype=np.float32) -> None:
-        # Configuration
-        if not isinstance(frames_per_step, int) or frames_per_step < 1:
-            raise ConfigError(f"frames_per_step={frames_per_step!r} must be an integer >= 1")
-        self.cfg = cfg
-        self.magnitude_fn = magnitude_fn
-        self.frames_per_step = frames_per_step
-        self._envelope = cfg.feature == "envelope"
-        if self._envelope and magnitude_fn is not frame_magnitudes and getattr(magnitude_fn, "name", None) != "numpy":
-            raise ConfigError(f"the envelope feature runs on the numpy DSP backend; "
-                              f"{getattr(magnitude_fn, 'name', magnitude_fn)!r} computes spectrograms only")
-        self._fast = is_reference(magnitude_fn) and not self._envelope
-        # Values each frame leaves in the ring: a feature column, or the frame's envelope values
-        width = cfg.envelope_per_frame if self._envelope else cfg.n_freq
-        self._width = width
-        self._nperseg, self._hop, self._n_frames = cfg.nperseg, cfg.hop, cfg.n_frames
-        self._detrend = cfg.detrend == "constant"
-        self._window = _scaled_window(cfg)
-        self._log = cfg.transform == "log"
-        self._floor = 10.0 ** (cfg.log_floor_db / 20.0)
-        self._rfft = _rfft_into(cfg.nperseg)
-        # The transform as one multiply-add per column: (20 log10 m - mean) / std becomes
-        # log10(m) * (20 / std) - mean / std (the same value to a float64 rounding, far below
-        # float32's); linear features get m * (1 / std) - mean / std.
-        gain = 20.0 if self._log else 1.0
-        if cfg.is_normalised:
-            std = np.asarray(cfg.norm_std, dtype=np.float64).reshape(-1)
-            mean = np.asarray(cfg.norm_mean, dtype=np.float64).reshape(-1)
-            self._scale, self._offset = gain / std, mean / std
-        else:
-            self._scale, self._offset = (np.float64(gain) if self._log else None), None
-        # Working variables (allocated once)
-        self._buf = np.zeros(cfg.nperseg + cfg.hop * HISTORY_HOPS, dtype=sample_dtype)
-        # Scratch of the in-place path, for the most frames one history holds.
-        most = max(HISTORY_HOPS + 1, frames_per_step)
-        self._frame = np.zeros((most, cfg.nperseg), dtype=sample_dtype)  # detrended frames
-        self._windowed = np.zeros((most, cfg.nperseg), dtype=np.float64)
-        self._spectrum = np.zeros((most, cfg.n_freq), dtype=np.complex128)
-        self._mag = np.zeros((most, cfg.n_freq), dtype=np.float64)
-        self._columns = np.zeros((cfg.n_frames, width), dtype=np.float64 if self._envelope else np.float32)
-        self._no_columns = np.zeros((0, width), dtype=self._columns.dtype)
-        self._no_columns.setflags(write=False)
-        self.reset()
-
-    # State -------------------------------------------------------------------------------------
     @property
     def next_frame_end(self) -> int:
         """Absolute index one past the last sample the next frame needs."""
@@ -171,196 +145,216 @@ class StreamingSTFT(FrameClock):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of working buffers (sample history, one frame's scratch, column image)."""
-        scratch = self._frame.nbytes + self._windowed.nbytes + self._spectrum.nbytes + self._mag.nbytes
-        return self._buf.nbytes + scratch + self._columns.nbytes
-
-    @property
-    def frames(self) -> int:
-        """Frames complete so far (computed, or pending in :meth:`feed` mode)."""
-        if self._written < self._next_end:
-            return self._done
-        return self._done + 1 + (self._written - self._next_end) // self._hop
+        """Bytes of working buffers (sample history, frame scratch, image ring, envelope context)."""
+        scratch = self._kernel.nbytes if self._kernel is not None else 0
+        return self._buf.nbytes + scratch + self._columns.nbytes + self._values.nbytes
 
     # Life cycle --------------------------------------------------------------------------------
     def push(self, block: np.ndarray) -> np.ndarray:
-        """Feed samples; returns what the k >= 0 completed frames give (a read-only empty array
-        when none completed): feature columns (k, n_freq) float32, or for the envelope feature the
-        frames' envelope values (k, envelope_per_frame) float64."""
+        """Feed samples ((n,) for one sensor, (N, n) for N); returns what the k >= 0 completed
+        frames give, (k, width) for one sensor and (N, k, width) for N (a read-only empty array
+        when none completed): feature columns float32, or for the envelope feature the frames'
+        envelope values float64."""
         early = self._append(block)
-        columns = self.flush()
-        if early is None:
-            return columns
-        return early if columns.shape[0] == 0 else np.concatenate((early, columns))
+        columns = self._flush()
+        if early is not None and early.shape[1]:
+            columns = early if columns.shape[1] == 0 else np.concatenate((early, columns), axis=1)
+        return columns if self.n_sensors > 1 else columns[0]
 
     def feed(self, block: np.ndarray) -> None:
-        """Feed samples without computing their frames yet: :meth:`flush` (or :meth:`image`)
-        computes every pending frame in one vectorised step (frames are computed earlier only when
-        the history is full). The device loop feeds blocks and needs the image only at its
-        decision cadence, so it pays numpy's per-call overhead once per decision instead of once
-        per frame; the columns are the same numbers."""
+        """Feed samples without computing their frames yet: :meth:`flush` (or an image) computes
+        every pending frame in one vectorised step (frames are computed earlier only when the
+        history is full). The device loop feeds blocks and needs images only at its decision
+        cadence; the columns are the same numbers."""
         self._append(block)
 
     def flush(self) -> np.ndarray:
-        """Compute every complete frame not computed yet; returns their columns (k, n_freq)."""
+        """Compute every complete frame not computed yet; returns what they give, shaped as
+        :meth:`push` returns it."""
+        columns = self._flush()
+        return columns if self.n_sensors > 1 else columns[0]
+
+    def _flush(self) -> np.ndarray:
         if self._written < self._next_end:
             return self._no_columns
         k = 1 + (self._written - self._next_end) // self._hop
         start = self._next_end - self._nperseg - self._base
-        if k == 1:
-            frames = self._buf[start:start + self._nperseg][None]
-        else:
-            step = self._buf.strides[0]
-            frames = as_strided(self._buf[start:], shape=(k, self._nperseg),
-                                strides=(self._hop * step, step), writeable=False)
-        return self._fast_frames(frames) if self._fast else self._many_frames(frames)
-
-    def image(self) -> np.ndarray:
-        """The model's image of the last ``n_frames`` frames: (rows, cols, 1) float32 (a copy)."""
-        self.flush()
-        out = np.empty(self.cfg.input_shape, dtype=np.float32)
-        self.image_into(out[:, :, 0])
+        if k == 1 and self._kernel is not None and self.n_sensors == 1:  # push's common case, 1-D
+            out = np.empty((1, 1, self._width), dtype=np.float32)
+            self._kernel(self._buf0[start:start + self._nperseg], out[0, 0])
+            self._store(out)
+            return out
+        frames = self._frames_view(self._buf, start, k)
+        out = np.empty((self.n_sensors, k, self._width), dtype=self._no_columns.dtype)
+        self._frames_into(frames, out)
+        self._store(out)
         return out
 
-    def image_into(self, out: np.ndarray) -> None:
-        """Write the image in time order into ``out`` (rows, cols): no allocation for spectrograms."""
-        self.flush()
-        head = self._head
-        tail = self._n_frames - head
+    def image(self, sensor: int = 0) -> np.ndarray:
+        """One sensor's model image of the last ``n_frames`` frames: (rows, cols, 1) float32 (a copy)."""
+        out = np.empty((1, *self.cfg.input_shape[:2]), dtype=np.float32)
+        self.images_into(out, slice(sensor, sensor + 1))
+        return out[0, :, :, None]
+
+    def images_into(self, out: np.ndarray, sensors: np.ndarray | slice | None = None) -> None:
+        """Every sensor's image (or those of ``sensors``, indices in that order or a slice) in time
+        order into ``out`` (k, rows, cols): no allocation beyond an index array's selection."""
+        self._flush()
         if self._envelope:
-            out[:] = envelope_image(np.concatenate((self._columns[head:], self._columns[:head])), self.cfg)
-            return
-        out[:, :tail] = self._columns[head:].T
-        out[:, tail:] = self._columns[:head].T
+            self._columns_for_new_frames()
+        head = self._head
+        tail = self._n_cols - head
+        columns = self._columns if sensors is None else self._columns[sensors]
+        out[:, :, :tail] = columns[:, head:].transpose(0, 2, 1)
+        out[:, :, tail:] = columns[:, :head].transpose(0, 2, 1)
 
     def reset(self, origin: int = 0) -> None:
         """Back to the initial state; the next sample pushed has absolute index ``origin``."""
         self._buf[:] = 0
-        self._columns[:] = 0
-        self._head = 0
+        self._columns[:] = self._zero_column
+        self._values[:] = 0
+        self._head = 0  # the image ring's next column
+        self._vhead = 0  # envelope: the values ring's next frame
+        self._columns_done = 0  # envelope: frames whose column is in the image ring
         self.origin = int(origin)
         self._done = 0  # frames computed
-        self._base = self.origin  # absolute index of _buf[0]
+        self._base = self.origin  # absolute index of _buf[:, 0]
         self._fill = 0
         self._written = self.origin
         self._next_end = self.origin + self._nperseg
 
     # Internals ---------------------------------------------------------------------------------
     def _append(self, block: np.ndarray) -> np.ndarray | None:
-        """Write samples into the history; returns the columns of frames it had to compute to
-        make room (None when it computed none)."""
-        if type(block) is not np.ndarray or block.ndim != 1:
-            block = np.asarray(block).ravel()
-        n = block.shape[0]
+        """Write samples into the history; returns what the frames it had to compute to make room
+        give (None when it computed none)."""
+        if type(block) is not np.ndarray:
+            block = np.asarray(block)
+        lone = block.ndim == 1 and self.n_sensors == 1  # a lone sensor's samples: 1-D writes
+        if not lone and (block.ndim != 2 or block.shape[0] != self.n_sensors):
+            raise InputError(f"blocks of shape {block.shape}: expected ({self.n_sensors}, samples)")
+        n = block.shape[-1]
         fill = self._fill
         early = None
-        if fill + n > self._buf.shape[0]:
-            early = self.flush()
+        if fill + n > self._buf.shape[1]:
+            early = self._flush()
             fill = self._compact()
-            if fill + n > self._buf.shape[0]:
-                return self._push_large(block, early)
-        self._buf[fill:fill + n] = block
+            if fill + n > self._buf.shape[1]:
+                return self._push_large(block.reshape(self.n_sensors, n), early)
+        if lone:
+            self._buf0[fill:fill + n] = block
+        else:
+            self._buf[:, fill:fill + n] = block
         self._fill = fill + n
         self._written += n
-        return early if early is not None and early.shape[0] else None
+        return early if early is not None and early.shape[1] else None
 
-    def _fast_frames(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """``frame_magnitudes`` + ``transform_magnitudes`` of k frames (k, nperseg), step for step,
-        in buffers allocated once; stores the columns and returns them (k, n_freq) float32, in
-        ``out`` when given."""
-        k = frames.shape[0]
-        windowed, mag = self._windowed[:k], self._mag[:k]
-        if k == 1:  # 1-D arithmetic: numpy scalars cost less than (1, 1) arrays
-            frames, windowed, mag = frames[0], windowed[0], mag[0]
-        if self._detrend and k == 1:
-            # frame.mean() as numpy computes it (pairwise sum, then divide), minus its overhead.
-            total = np.add.reduce(frames)
-            detrended = np.subtract(frames, total.dtype.type(total / self._nperseg), out=self._frame[0])
-            np.multiply(detrended, self._window, out=windowed)
-        elif self._detrend:
-            # frames.mean(axis=-1, keepdims=True) as numpy computes it (pairwise sum, divide).
-            mean = np.add.reduce(frames, axis=1, keepdims=True)
-            np.true_divide(mean, self._nperseg, out=mean, casting="unsafe")
-            detrended = np.subtract(frames, mean, out=self._frame[:k])
-            np.multiply(detrended, self._window, out=windowed)
-        else:
-            np.multiply(frames, self._window, out=windowed)
-        np.abs(self._rfft(windowed, self._spectrum[0] if k == 1 else self._spectrum[:k]), out=mag)
-        if self._log:
-            np.maximum(mag, self._floor, out=mag)
-            np.log10(mag, out=mag)
-        if self._scale is not None:
-            np.multiply(mag, self._scale, out=mag)
-        if self._offset is not None:
-            np.subtract(mag, self._offset, out=mag)
-        if k == 1:  # the common case (one frame per block): no index arrays
-            column = self._columns[self._head]
-            column[:] = mag
-            self._head = (self._head + 1) % self._n_frames
-            self._done += 1
-            self._next_end += self._hop
-            if out is not None:
-                out[0] = column
-                return out
-            return column[None].copy()
-        if out is None:
-            out = np.empty((k, self.cfg.n_freq), dtype=np.float32)
-        out[:] = mag
-        self._store(out)
-        return out
-
-    def _many_frames(self, frames: np.ndarray) -> np.ndarray:
-        if self._envelope:
-            columns = frame_envelope(_as_units(frames, getattr(self.magnitude_fn, "adc", None), "numpy"), self.cfg)
-            self._store(columns)
-            return columns
-        columns = transform_magnitudes(self.magnitude_fn(frames, self.cfg), self.cfg, freq_axis=-1)
-        self._store(columns)
-        return columns
+    def _frames_into(self, frames: np.ndarray, out: np.ndarray) -> None:
+        """What frames (N, k, nperseg) give, into ``out`` (N, k, width): the frame kernel in
+        chunks of its scratch rows, or the backend's function."""
+        n, k = frames.shape[:2]
+        if self._kernel is None:
+            flat = frames.reshape(n * k, self._nperseg)
+            adc = getattr(self.magnitude_fn, "adc", None)
+            if self._envelope:
+                values = frame_envelope(_as_units(flat, adc, "numpy"), self.cfg)
+            else:
+                values = transform_magnitudes(self.magnitude_fn(flat, self.cfg), self.cfg, freq_axis=-1)
+            out[:] = values.reshape(out.shape)
+            return
+        if n == 1 and k <= self._rows:  # the common case: one call on (k, nperseg)
+            self._kernel(frames[0], out[0])
+            return
+        if n * k <= self._rows:
+            self._kernel(frames, out)
+            return
+        per_call = min(k, self._rows)
+        sensors = max(1, self._rows // per_call)
+        for first in range(0, n, sensors):
+            for f in range(0, k, per_call):
+                self._kernel(frames[first:first + sensors, f:f + per_call],
+                             out[first:first + sensors, f:f + per_call])
 
     def _push_large(self, block: np.ndarray, early: np.ndarray | None = None) -> np.ndarray:
         """A block longer than the history: frame it directly (with the samples of the next frame
-        in front) in vectorised steps of ``frames_per_step`` frames; returns ``early`` (columns
-        computed just before) followed by the new ones."""
-        pending = self._buf[:self._fill]
-        signal = np.concatenate((pending, block.astype(self._buf.dtype, copy=False)))
-        self._written += block.shape[0]
-        total = 0 if signal.size < self._nperseg else 1 + (signal.size - self._nperseg) // self._hop
-        before = 0 if early is None else early.shape[0]
-        out = np.empty((before + total, self._width), dtype=self._columns.dtype)
+        in front) in vectorised steps of ``frames_per_step`` frames; returns ``early`` (what was
+        computed just before) followed by the new frames' output."""
+        pending = self._buf[:, :self._fill]
+        signal = np.concatenate((pending, block.astype(self._buf.dtype, copy=False)), axis=1)
+        self._written += block.shape[1]
+        length = signal.shape[1]
+        total = 0 if length < self._nperseg else 1 + (length - self._nperseg) // self._hop
+        before = 0 if early is None else early.shape[1]
+        out = np.empty((self.n_sensors, before + total, self._width), dtype=self._no_columns.dtype)
         if before:
-            out[:before] = early
-        new = out[before:]
-        step = signal.strides[0]
+            out[:, :before] = early
         for first in range(0, total, self.frames_per_step):
             k = min(self.frames_per_step, total - first)
-            frames = as_strided(signal[first * self._hop:], shape=(k, self._nperseg),
-                                strides=(self._hop * step, step), writeable=False)
-            if self._fast:
-                self._fast_frames(frames, new[first:first + k])
-            else:
-                new[first:first + k] = self._many_frames(frames)
-        rest = signal[total * self._hop:]
-        self._buf[:rest.size] = rest
-        self._fill = rest.size
-        self._base = self._written - rest.size
+            frames = self._frames_view(signal, first * self._hop, k)
+            new = out[:, before + first:before + first + k]
+            self._frames_into(frames, new)
+            self._store(new)
+        rest = signal[:, total * self._hop:]
+        self._buf[:, :rest.shape[1]] = rest
+        self._fill = rest.shape[1]
+        self._base = self._written - rest.shape[1]
         return out
+
+    def _frames_view(self, samples: np.ndarray, start: int, k: int) -> np.ndarray:
+        """The k frames (N, k, nperseg) of ``samples`` (N, L), a C-contiguous array, from column
+        ``start`` on: a strided view (numpy's constructor; ``as_strided`` costs 10x more per call)."""
+        item = samples.itemsize
+        return np.ndarray((self.n_sensors, k, self._nperseg), samples.dtype, samples, start * item,
+                          (samples.strides[0], self._hop * item, item))
 
     def _compact(self) -> int:
         """Move the samples the next frame needs to the front of the history; returns the fill."""
         keep = self._next_end - self._nperseg - self._base
         if keep > 0:
             remaining = self._fill - keep
-            self._buf[:remaining] = self._buf[keep:self._fill]
+            self._buf[:, :remaining] = self._buf[:, keep:self._fill]
             self._fill = remaining
             self._base += keep
         return self._fill
 
-    def _store(self, columns: np.ndarray) -> None:
-        n, k = self._n_frames, columns.shape[0]
-        keep = columns[-n:]
-        slots = (self._head + (k - keep.shape[0]) + np.arange(keep.shape[0])) % n
-        self._columns[slots] = keep
-        self._head = int((self._head + k) % n)
+    def _store(self, given: np.ndarray) -> None:
+        """Put k new frames' output (N, k, width) into the image ring (envelope: into the values
+        ring; their columns are computed at the next image)."""
+        k = given.shape[1]
+        if k == 0:
+            return
+        if self._envelope:
+            self._vhead = self._ring_put(self._values, self._vhead, given)
+        else:
+            self._head = self._ring_put(self._columns, self._head, given)
         self._done += k
         self._next_end += k * self._hop
+
+    def _columns_for_new_frames(self) -> None:
+        """Envelope: the image columns the frames since the last image complete, each the envelope
+        spectrum of the ``envelope_frames`` frames ending with it (at most ``image_cols`` of them:
+        older ones would leave the image), in one vectorised call."""
+        m = min(self._done - self._columns_done, self._n_cols)
+        if m == 0:
+            return
+        length = self._span - 1 + m
+        frames = (self._vhead - length + np.arange(length)) % self._n_frames
+        columns = transform_magnitudes(envelope_spectra(self._values[:, frames], self.cfg), self.cfg, freq_axis=-1)
+        self._head = self._ring_put(self._columns, self._head, columns)
+        self._columns_done = self._done
+
+    @staticmethod
+    def _ring_put(ring: np.ndarray, head: int, new: np.ndarray) -> int:
+        """Write ``new`` (N, k, width) into ``ring`` (N, size, width) from ``head`` on, keeping the
+        last ``size`` if k is larger; returns the new head. Slices, no index arrays."""
+        size, k = ring.shape[1], new.shape[1]
+        end = (head + k) % size
+        if k == 1:  # the common case
+            ring[:, head] = new[:, 0]
+            return end
+        keep = min(k, size)
+        first = (end - keep) % size  # where the kept part starts
+        split = min(keep, size - first)
+        ring[:, first:first + split] = new[:, k - keep:k - keep + split]
+        if split < keep:
+            ring[:, :keep - split] = new[:, k - keep + split:]
+        return end

@@ -107,3 +107,29 @@ def test_dsp_input_errors():
     with pytest.raises(InputError, match=r"signal has 10 samples; at least nperseg=256 needed"):
         dsp.spectrogram(np.zeros(10), cfg)
     assert dsp.frame_count(255, cfg) == 0 and dsp.frame_count(10000, cfg) == 44
+
+
+@pytest.mark.parametrize("transform, normalised", [("log", True), ("log", False), ("magnitude", True)])
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (2, 40)])
+def test_frame_kernel_computes_frame_features_in_place(transform, normalised, shape):
+    """The device's in-place kernel is the reference frame_features, for one frame (1-D arithmetic),
+    many, and many sensors' many frames."""
+    cfg = SpectrogramConfig(transform=transform)
+    if normalised:
+        rng = np.random.default_rng(1)
+        cfg = cfg.with_normalisation(rng.normal(-60.0, 5.0, cfg.n_freq), rng.uniform(2.0, 9.0, cfg.n_freq))
+    frames = (np.random.default_rng(7).standard_normal((*shape, cfg.nperseg)) * 0.3 + 0.1).astype(np.float32)
+    kernel = dsp.FrameKernel(cfg, rows=int(np.prod(shape)))
+    out = np.full((*shape, cfg.n_freq), np.nan, dtype=np.float32)
+    assert kernel(frames, out) is out
+    expected = dsp.frame_features(frames, cfg)
+    # The transform is one multiply-add: the same value to a float64 rounding, far below float32's.
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6 * float(np.abs(expected).max()))
+    again = np.empty_like(out)
+    kernel(frames, again)  # no state carried from one call to the next
+    np.testing.assert_array_equal(again, out)
+
+
+def test_frame_kernel_refuses_what_it_does_not_compute():
+    with pytest.raises(InputError, match="spectrogram features without level removal"):
+        dsp.FrameKernel(SpectrogramConfig(transform="log", feature="envelope", level="column_mean"), rows=4)

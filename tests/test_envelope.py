@@ -6,7 +6,6 @@ import pytest
 from edgecnn import dsp
 from edgecnn.config import SpectrogramConfig
 from edgecnn.errors import ConfigError
-from firmware_sim.multi import MultiStreamSTFT
 from firmware_sim.streaming_stft import StreamingSTFT
 
 FS = 12800.0
@@ -80,7 +79,7 @@ def test_streamed_image_equals_the_batch_image(block):
 def test_multi_sensor_images_equal_single_sensor_ones():
     cfg = ENVELOPE
     signals = np.stack([impacts(rate, 20000, seed=i) for i, rate in enumerate((80.0, 107.0, 150.0))])
-    multi = MultiStreamSTFT(cfg, 3)
+    multi = StreamingSTFT(cfg, n_sensors=3)
     singles = [StreamingSTFT(cfg) for _ in range(3)]
     for start in range(0, 20000, 256):
         multi.push(signals[:, start:start + 256])

@@ -8,11 +8,12 @@ import pytest
 from edgecnn.errors import InputError
 from edgecnn.synth import render_stream
 from export.bundle import load_bundle
+from firmware_sim.adc import ADC
 from firmware_sim.decisions import DecisionPolicy
+from firmware_sim.dsp_backends import get_backend
 from firmware_sim.interpreters import open_interpreter
-from firmware_sim.multi import MultiStreamRuntime, MultiStreamSTFT, rotated_blocks
 from firmware_sim.runtime import StreamRuntime
-from firmware_sim.sources import ArraySource
+from firmware_sim.sources import ArraySource, Block, inject_faults, rotated_blocks
 from firmware_sim.streaming_stft import StreamingSTFT
 
 N_SENSORS = 5
@@ -43,11 +44,11 @@ def _single(bundle, signal, policy, runtime="litert", phase=0):
 
 def _multi(bundle, signals, policy, runtime="litert", max_batch=None, block=BLOCK, stagger=False):
     with open_interpreter(runtime, bundle) as interp:
-        rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, signals.shape[0], policy=policy,
-                                max_batch=max_batch, stagger=stagger)
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, n_sensors=signals.shape[0], policy=policy,
+                           max_batch=max_batch, stagger=stagger)
         per_sensor = [[] for _ in range(signals.shape[0])]
-        blocks = (signals[:, i:i + block] for i in range(0, signals.shape[1], block))
-        summary = rt.run(blocks, lambda sensor, decision: per_sensor[sensor].append(decision))
+        blocks = (Block(i // block, signals[:, i:i + block], i) for i in range(0, signals.shape[1], block))
+        summary = rt.run(blocks, lambda decision: per_sensor[decision.sensor].append(decision))
     return per_sensor, summary
 
 
@@ -106,17 +107,59 @@ def test_odd_block_sizes_and_a_faulty_sensor(bundle, signals):
     assert all(summary["faults"][s]["invalid_decisions"] == 0 for s in (0, 1, 3, 4))
 
 
+def _blocks(x: np.ndarray, **faults):
+    """Blocks of BLOCK samples of one signal (n,) or a fleet's (N, n), with faults injected."""
+    n = x.shape[-1]
+    return inject_faults((Block(i // BLOCK, x[..., i:i + BLOCK], i) for i in range(0, n, BLOCK)), **faults)
+
+
+@pytest.mark.parametrize("dsp, which", [("numpy", "trained_bundle"), ("numpy", "trained_fw_bundle"),
+                                        ("cmsis-q15", "trained_fw_bundle")])
+def test_a_fleet_through_gaps_and_an_adc_gives_each_sensor_its_lone_decisions(signals, dsp, which, request):
+    """One runtime for one or N sensors: a fleet through the device's ADC (int16 counts) and DSP
+    backend, with a bridged gap (2 blocks dropped), a restart (61 blocks, longer than a window), a
+    repeated block and a NaN on sensor 0, gives every sensor exactly what a lone runtime gives it
+    on that sensor's signal with the same faults: decisions, states and fault counters. The
+    envelope bundle (the default feature) and a log-spectrogram one (the q15 backend's)."""
+    bundle = load_bundle(request.getfixturevalue(which))
+    policy = DecisionPolicy(every_frames=7)
+    faults = {"drop": [40, 41, *range(200, 261)], "repeat": [90]}
+
+    def runtime(interp, n_sensors):
+        adc = ADC(full_scale=8.0)
+        return StreamRuntime(bundle.cfg, bundle.classes, interp, n_sensors=n_sensors, policy=policy, adc=adc,
+                             magnitude_fn=get_backend(dsp, adc=adc))
+
+    with open_interpreter("litert", bundle) as interp:
+        fleet = runtime(interp, N_SENSORS)
+        per_sensor = [[] for _ in range(N_SENSORS)]
+        summary = fleet.run(_blocks(signals, nan=[130], **faults), lambda d: per_sensor[d.sensor].append(d))
+        for sensor in range(N_SENSORS):
+            lone, single = runtime(interp, 1), []
+            lone_summary = lone.run(_blocks(signals[sensor], nan=[130] if sensor == 0 else [], **faults),
+                                    single.append)
+            _same(per_sensor[sensor], single)
+            assert summary["faults"][sensor] == lone_summary["faults"]
+            assert summary["states"][sensor] == lone_summary["state"]
+    counts = summary["faults"]
+    assert counts[0]["nonfinite_samples"] == 1 and all(c["nonfinite_samples"] == 0 for c in counts[1:])
+    assert all(c["gaps"] == 2 and c["restarts"] == 1 and c["repeated_blocks"] == 1 and c["filled_samples"] == 512
+               for c in counts)
+    assert all(c["invalid_decisions"] > 0 for c in counts)  # the filled gap's windows
+
+
 def test_multi_stft_images_equal_single_stft_images(signals, bundle):
     cfg = bundle.cfg
-    multi = MultiStreamSTFT(cfg, N_SENSORS)
+    multi = StreamingSTFT(cfg, n_sensors=N_SENSORS)
     singles = [StreamingSTFT(cfg) for _ in range(N_SENSORS)]
     rng = np.random.default_rng(0)
     pos = 0
     images = np.zeros((N_SENSORS, *cfg.input_shape[:2]), dtype=np.float32)
     while pos < 30000:
         size = int(rng.integers(1, 3000))
-        frames = multi.push(signals[:, pos:pos + size])
-        assert all(s.push(signals[i, pos:pos + size]).shape[0] == frames for i, s in enumerate(singles))
+        columns = multi.push(signals[:, pos:pos + size])
+        for i, s in enumerate(singles):
+            np.testing.assert_array_equal(s.push(signals[i, pos:pos + size]), columns[i])
         pos += size
         if multi.ready:
             multi.images_into(images)
@@ -128,14 +171,16 @@ def test_multi_stft_images_equal_single_stft_images(signals, bundle):
 def test_rotated_blocks_give_each_sensor_its_own_phase():
     signal = np.arange(10, dtype=np.float32)
     blocks = list(rotated_blocks(signal, 2, block=4))
-    np.testing.assert_array_equal(np.concatenate(blocks, axis=1), [np.arange(10), (np.arange(10) + 5) % 10])
+    assert [(b.seq, b.t_sample_index) for b in blocks] == [(0, 0), (1, 4), (2, 8)]
+    np.testing.assert_array_equal(np.concatenate([b.samples for b in blocks], axis=1),
+                                  [np.arange(10), (np.arange(10) + 5) % 10])
 
 
 def test_wrong_block_shape_is_a_clear_error(bundle):
     with open_interpreter("litert", bundle) as interp:
-        rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, 3)
+        rt = StreamRuntime(bundle.cfg, bundle.classes, interp, n_sensors=3)
         with pytest.raises(InputError, match=r"expected \(3, samples\)"):
-            rt.process(np.zeros((2, 256), dtype=np.float32))
+            rt.process(Block(0, np.zeros((2, 256), dtype=np.float32), 0))
 
 
 def test_cli_sensors_runs_every_sensor_and_writes_json(trained_bundle, tmp_path):
@@ -143,10 +188,10 @@ def test_cli_sensors_runs_every_sensor_and_writes_json(trained_bundle, tmp_path)
 
     from tests.util import run_cli
 
-    out, events = tmp_path / "multi.json", tmp_path / "events.jsonl"
+    out, events, decisions = tmp_path / "multi.json", tmp_path / "events.jsonl", tmp_path / "decisions.jsonl"
     proc = run_cli("stream", str(trained_bundle), "--sensors", "4", "--source",
                    "synth:duration=12,onset=4,seed=2,severity=3", "--quiet", "--json", str(out),
-                   "--events", str(events))
+                   "--events", str(events), "--decisions", str(decisions))
     assert proc.returncode == 0, proc.stderr
     assert "sensors: 4 x 12.00 s" in proc.stdout
     result = json.loads(out.read_text())
@@ -156,6 +201,12 @@ def test_cli_sensors_runs_every_sensor_and_writes_json(trained_bundle, tmp_path)
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert [(e["sensor"], e["decision"]) for e in lines] == \
         [(e["sensor"], e["decision"]) for e in result["events"]]
+    taken = [json.loads(line) for line in decisions.read_text().splitlines()]
+    assert len(taken) == result["decisions"]
+    for sensor in range(4):  # each sensor's decisions in order, its last state the summary's
+        own = [d for d in taken if d["sensor"] == sensor]
+        assert [d["decision"] for d in own] == list(range(len(own)))
+        assert own[-1]["state"] == result["states"][sensor]
 
 
 def test_cli_sensors_refuses_stdin(trained_bundle):
@@ -179,15 +230,14 @@ def test_interpreter_quantisation_equals_the_manifest_rule(bundle):
 
 
 def test_a_synthetic_fleet_is_many_machines_each_its_own():
-    from firmware_sim.multi import synth_fleet
-    from firmware_sim.sources import SynthSource, SynthStreamSpec
+    from firmware_sim.sources import SynthSource, SynthStreamSpec, synth_fleet
 
     spec = SynthStreamSpec.parse("synth:duration=2,onset=1,seed=5")
     specs, blocks = synth_fleet(spec, 4, 12800.0, block=1000)
     assert [s.seed for s in specs] == [5, 6, 7, 8]
     assert [s.onset is None for s in specs] == [False, True, False, True]
     assert all(0.5 <= s.onset <= 1.5 for s in specs[::2]) and specs[0].onset != specs[2].onset
-    signals = np.concatenate(list(blocks), axis=1)
+    signals = np.concatenate([b.samples for b in blocks], axis=1)
     assert signals.shape == (4, 25600)
     for s, row in zip(specs, signals):  # each row is that machine's own stream, sample for sample
         np.testing.assert_array_equal(row, np.concatenate([b.samples for b in SynthSource(s).blocks()]))

@@ -63,13 +63,13 @@ def register(subparsers) -> None:
     p.add_argument("--events", metavar="OUT.jsonl", help="write state-change events, one JSON per line")
     p.add_argument("--decisions", metavar="OUT.jsonl",
                    help="write every decision (time, window, probabilities, argmax, valid, state), one JSON "
-                        "per line")
+                        "per line (with --sensors N: each with its sensor)")
     p.add_argument("--plot", metavar="OUT.png", help="plot signal, p(B), smoothed state and events")
     p.add_argument("--json", metavar="OUT", help="write the summary figures as JSON")
     p.add_argument("--realtime", action="store_true", help="pace blocks at the sensor rate")
     p.add_argument("--quiet", action="store_true", help="no status line")
     p.add_argument("--sensors", type=int, default=1,
-                   help="serve N synchronised sensors with one model (firmware_sim.multi): with a synth "
+                   help="serve N synchronised sensors with one model (StreamRuntime(n_sensors=N)): with a synth "
                         "source each sensor is its own machine (seed + i; with onset=T the even sensors "
                         "develop a fault at their own onset in [T/2, 3T/2], the odd ones stay healthy); "
                         "a recording is replayed to sensor i rotated by i/N of its length (default 1)")
@@ -294,20 +294,17 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
     from edgecnn.fileio import write_json
     from export import firmware_measure
     from firmware_sim.interpreters import open_interpreter
-    from firmware_sim.multi import MultiStreamRuntime, rotated_blocks, synth_fleet
-    from firmware_sim.sources import SynthSource, open_source
+    from firmware_sim.report import DecisionLog
+    from firmware_sim.runtime import StreamRuntime
+    from firmware_sim.sources import SynthSource, open_source, rotated_blocks, synth_fleet
 
     if args.sensors < 1:
         raise ConfigError(f"--sensors {args.sensors} must be >= 1")
     if args.max_batch is not None and args.max_batch < 1:
         raise ConfigError(f"--max-batch {args.max_batch} must be >= 1")
-    if args.source == "-" or args.realtime or args.plot or args.decisions:
+    if args.source == "-" or args.realtime or args.plot:
         raise ConfigError("--sensors N replays a synthetic source or a recording; it does not take "
-                          "stdin (-), --realtime, --plot or --decisions")
-    if device.name != "numpy" or device.adc is not None:
-        raise ConfigError(f"--sensors N computes the float numpy DSP without an ADC; this run would use "
-                          f"{device.describe()}: stream one sensor, or pass --dsp numpy with a bundle "
-                          "that declares no ADC")
+                          "stdin (-), --realtime or --plot")
     cfg, classes = bundle.cfg, bundle.classes
     source = open_source(args.source, cfg.fs, block=args.block, resample=args.resample, options=read_options(args))
     fleet = None
@@ -318,28 +315,32 @@ def _run_multi(args: argparse.Namespace, bundle, policy, entry, fit, device) -> 
         blocks = rotated_blocks(signal, args.sensors, block=args.block)
     log = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
-    def on_event(sensor, event):
+    def on_event(event):
         if log is not None:
-            log.write(json.dumps({"sensor": sensor, **event.to_json(), "bundle_digest": bundle.digest}) + "\n")
+            log.write(json.dumps({**event.to_json(), "bundle_digest": bundle.digest}) + "\n")
             log.flush()
         if not args.quiet:
-            print(f"sensor {sensor}: event t={event.time_s:.3f}s: {event.previous} -> {event.state}",
+            print(f"sensor {event.sensor}: event t={event.time_s:.3f}s: {event.previous} -> {event.state}",
                   file=sys.stderr)
 
     interpreter = open_interpreter(args.runtime, bundle, dtype=args.model_dtype)
-    runtime = MultiStreamRuntime(cfg, classes, interpreter, args.sensors, policy=policy,
-                                 full_scale=getattr(source, "full_scale", None), max_batch=args.max_batch,
-                                 on_event=on_event, stagger=True)
+    decision_log = DecisionLog(args.decisions, classes, cfg.fs) if args.decisions else None
+    backend = device.backend()
+    runtime = StreamRuntime(cfg, classes, interpreter, n_sensors=args.sensors, policy=policy, magnitude_fn=backend,
+                            full_scale=getattr(source, "full_scale", None), adc=getattr(backend, "adc", None),
+                            max_batch=args.max_batch, on_event=on_event, stagger=True)
     wall = time.perf_counter()
     try:
-        result = runtime.run(blocks)
+        result = runtime.run(blocks, decision_log)
     finally:
         wall = time.perf_counter() - wall
         interpreter.close()
-        if log is not None:
-            log.close()
+        for opened in (log, decision_log):
+            if opened is not None:
+                opened.close()
     result = {"bundle": str(bundle.path), **_identity(bundle), "model": entry.file, "runtime": args.runtime,
-              "source": args.source, "block": args.block, "decision_every_frames": policy.every_frames,
+              "dsp": device.name, "device": device.to_dict(), "source": args.source, "block": args.block,
+              "decision_every_frames": policy.every_frames,
               "wall_s": round(wall, 4),
               "peak_rss_mb": peak_rss_mb(), **result}
     if fleet is not None:
