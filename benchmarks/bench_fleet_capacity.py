@@ -3,7 +3,7 @@
 ``bench_multi.py`` measures throughput (sensors one core keeps up with at 100 % load, on average);
 a gateway needs every block of every sensor done within its period (256 samples at 12800 Hz:
 20 ms), and the blocks that carry a decision (every 14 frames, about one block in 12) also carry
-the inference of every sensor. For N sensors, ``MultiStreamRuntime`` (edge int8 on LiteRT, one
+the inference of every sensor. For N sensors, ``StreamRuntime(n_sensors=N)`` (edge int8 on LiteRT, one
 thread, the bundle's policy) processes ``--seconds`` of synchronised blocks as fast as it can;
 the figures are the p50, p99 and worst block time, the deadline misses, and the largest N whose
 p99 stays under the period: the capacity to size ``--sensors`` by. Each N runs with every sensor
@@ -11,7 +11,9 @@ deciding in the same block and with staggered decisions (``stagger=True``, what 
 --sensors`` uses: sensor i decides at its own phase i % every_frames). The machine is shared: the
 load average at the start and end is printed with the figures.
 
-    python benchmarks/bench_fleet_capacity.py BUNDLE [--sensors 25,50,100,150,200,300] [--seconds 15]
+    python benchmarks/bench_fleet_capacity.py [BUNDLE] [--sensors 10,25,50,100,200] [--seconds 10]
+
+Without BUNDLE: the edge bundle ``benchmarks/bundles.py`` trains (what ``make bench`` runs).
 """
 
 from __future__ import annotations
@@ -28,19 +30,24 @@ from benchmarks.common import figure, write_results  # noqa: E402
 from edgecnn.synth import render_stream  # noqa: E402
 from export.bundle import load_bundle  # noqa: E402
 from firmware_sim.interpreters import open_interpreter  # noqa: E402
-from firmware_sim.multi import MultiStreamRuntime, rotated_blocks  # noqa: E402
+from firmware_sim.runtime import StreamRuntime  # noqa: E402
+from firmware_sim.sources import rotated_blocks  # noqa: E402
 
 BLOCK = 256
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("bundle")
-    ap.add_argument("--sensors", default="25,50,100,150,200,300")
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("bundle", nargs="?", help="edge bundle (default: train one with benchmarks/bundles.py)")
+    ap.add_argument("--sensors", default="10,25,50,100,200")
+    ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.bundle is None:
+        from benchmarks.bundles import ensure_bundle
+
+        args.bundle = ensure_bundle("edge")
     bundle = load_bundle(args.bundle)
     period_ms = 1000.0 * BLOCK / bundle.cfg.fs
     # The cost does not depend on what the machines do: one 30 s machine (fault at 15 s), rotated.
@@ -52,8 +59,8 @@ def main() -> int:
     with open_interpreter("litert", bundle) as interp:
         for n in (int(x) for x in args.sensors.split(",")):
             for stagger in (False, True):  # the same N both ways, one after the other (same machine load)
-                rt = MultiStreamRuntime(bundle.cfg, bundle.classes, interp, n, policy=bundle.decision_policy,
-                                        max_batch=args.max_batch, stagger=stagger)
+                rt = StreamRuntime(bundle.cfg, bundle.classes, interp, n_sensors=n, policy=bundle.decision_policy,
+                                   max_batch=args.max_batch, stagger=stagger)
                 rt.run(rotated_blocks(signal, n, block=BLOCK, total=int(args.seconds * bundle.cfg.fs)))
                 t = rt.timing.summary()
                 meets = t["block_ms_p99"] < period_ms

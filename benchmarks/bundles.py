@@ -74,6 +74,10 @@ def _train_and_export(arch: str) -> Path:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+    from edgecnn.quiet import import_tensorflow, quiet_tensorflow_environment
+
+    quiet_tensorflow_environment()
+    import_tensorflow()  # TensorFlow's start-up lines kept off the terminal, as the CLI does
     names = [a for a in sys.argv[1:] if not a.startswith("--")] or ["edge"]
     for name in names:
         if "--if-missing" in sys.argv and is_current(bundle_path(name)):
