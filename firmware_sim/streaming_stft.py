@@ -179,11 +179,13 @@ class StreamingSTFT:
             return self._no_columns
         k = 1 + (self._written - self._next_end) // self._hop
         start = self._next_end - self._nperseg - self._base
-        if k == 1 and self._kernel is not None and self.n_sensors == 1:  # push's common case, 1-D
-            out = np.empty((1, 1, self._width), dtype=np.float32)
-            self._kernel(self._buf0[start:start + self._nperseg], out[0, 0])
-            self._store(out)
-            return out
+        if k == 1 and self._kernel is not None and self.n_sensors == 1:  # push's common case: 1-D,
+            column = self._columns[0, self._head]  # straight into the image ring
+            self._kernel(self._buf0[start:start + self._nperseg], column)
+            self._head = (self._head + 1) % self._n_cols
+            self._done += 1
+            self._next_end += self._hop
+            return column[None, None].copy()
         frames = self._frames_view(self._buf, start, k)
         out = np.empty((self.n_sensors, k, self._width), dtype=self._no_columns.dtype)
         self._frames_into(frames, out)
