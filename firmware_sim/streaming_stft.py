@@ -251,30 +251,30 @@ class StreamingSTFT:
         return early if early is not None and early.shape[1] else None
 
     def _frames_into(self, frames: np.ndarray, out: np.ndarray) -> None:
-        """What frames (N, k, nperseg) give, into ``out`` (N, k, width): the frame kernel in
-        chunks of its scratch rows, or the backend's function."""
+        """What frames (N, k, nperseg) give, into ``out`` (N, k, width): the frame kernel, or the
+        backend's function, in chunks of at most ``_rows`` frames (temporaries stay in cache)."""
         n, k = frames.shape[:2]
-        if self._kernel is None:
-            flat = frames.reshape(n * k, self._nperseg)
-            adc = getattr(self.magnitude_fn, "adc", None)
-            if self._envelope:
-                values = frame_envelope(_as_units(flat, adc, "numpy"), self.cfg)
-            else:
-                values = transform_magnitudes(self.magnitude_fn(flat, self.cfg), self.cfg, freq_axis=-1)
-            out[:] = values.reshape(out.shape)
-            return
+        compute = self._kernel if self._kernel is not None else self._compute
         if n == 1 and k <= self._rows:  # the common case: one call on (k, nperseg)
-            self._kernel(frames[0], out[0])
+            compute(frames[0], out[0])
             return
         if n * k <= self._rows:
-            self._kernel(frames, out)
+            compute(frames, out)
             return
         per_call = min(k, self._rows)
         sensors = max(1, self._rows // per_call)
         for first in range(0, n, sensors):
             for f in range(0, k, per_call):
-                self._kernel(frames[first:first + sensors, f:f + per_call],
-                             out[first:first + sensors, f:f + per_call])
+                compute(frames[first:first + sensors, f:f + per_call], out[first:first + sensors, f:f + per_call])
+
+    def _compute(self, frames: np.ndarray, out: np.ndarray) -> None:
+        """What frames (..., nperseg) give through the backend's function (or the envelope's)."""
+        flat = frames.reshape(-1, self._nperseg)
+        if self._envelope:
+            values = frame_envelope(_as_units(flat, getattr(self.magnitude_fn, "adc", None), "numpy"), self.cfg)
+        else:
+            values = transform_magnitudes(self.magnitude_fn(flat, self.cfg), self.cfg, freq_axis=-1)
+        out[...] = values.reshape(out.shape)
 
     def _push_large(self, block: np.ndarray, early: np.ndarray | None = None) -> np.ndarray:
         """A block longer than the history: frame it directly (with the samples of the next frame
