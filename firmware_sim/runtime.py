@@ -161,11 +161,12 @@ class StreamRuntime:
         periods of the previous one after it."""
         start = self.clock()
         samples = np.asarray(block.samples, dtype=np.float32)
-        if self.n_sensors == 1:
-            samples = samples.reshape(1, -1)
+        if self.n_sensors == 1:  # a lone sensor's samples stay 1-D (n,): fewer numpy calls per block
+            if samples.ndim != 1:
+                samples = samples.reshape(-1)
         elif samples.ndim != 2 or samples.shape[0] != self.n_sensors:
             raise InputError(f"blocks of shape {samples.shape}: expected ({self.n_sensors}, samples)")
-        n = samples.shape[1]
+        n = samples.shape[-1]
         if arrived is not None:
             self._check_stall(arrived, n)
         decisions: list[Decision] = []
@@ -266,7 +267,7 @@ class StreamRuntime:
                 elif missing != 0:
                     faults.restarts += 1
             if fill:
-                shape = (self.n_sensors, missing)
+                shape = (missing,) if self.n_sensors == 1 else (self.n_sensors, missing)
                 self._feed(np.zeros(shape, dtype=self.stft._buf.dtype), np.ones(shape, dtype=bool),
                            block.t_sample_index, start, decisions)
             elif missing != 0:  # too long to bridge, or the clock went backwards: start over
@@ -288,7 +289,8 @@ class StreamRuntime:
         self._last_period = n / self.cfg.fs
 
     def _fault_mask(self, samples: np.ndarray) -> np.ndarray | None:
-        """Non-finite (and, with ``full_scale``, saturated) samples (N, n), counted per sensor."""
+        """Non-finite (and, with ``full_scale``, saturated) samples, shaped as ``samples`` ((n,) or
+        (N, n)), counted per sensor."""
         # Fast path (one reduction per block): a finite sum means every sample is finite (a NaN
         # or an Inf makes the sum non-finite; an overflowing sum just takes the full check).
         with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf: nan, which is the point
@@ -302,10 +304,11 @@ class StreamRuntime:
             bad |= finite & (np.abs(np.where(finite, samples, 0)) >= self.full_scale)
         if not bad.any():
             return None
-        for sensor in np.flatnonzero(bad.any(axis=1)).tolist():
+        rows, finite = bad.reshape(self.n_sensors, -1), finite.reshape(self.n_sensors, -1)
+        for sensor in np.flatnonzero(rows.any(axis=1)).tolist():
             faults = self.sensor_faults[sensor]
             faults.nonfinite_samples += int((~finite[sensor]).sum())
-            faults.saturated_samples += int((bad[sensor] & finite[sensor]).sum())
+            faults.saturated_samples += int((rows[sensor] & finite[sensor]).sum())
             faults.faulty_blocks += 1
         return bad
 
@@ -314,10 +317,12 @@ class StreamRuntime:
         counts, clipped = self.adc.convert(samples)
         if not clipped.any():
             return counts, bad
-        for sensor in np.flatnonzero(clipped.any(axis=1)).tolist():
+        rows = clipped.reshape(self.n_sensors, -1)
+        bad_rows = None if bad is None else bad.reshape(self.n_sensors, -1)
+        for sensor in np.flatnonzero(rows.any(axis=1)).tolist():
             faults = self.sensor_faults[sensor]
-            faults.saturated_samples += int(np.count_nonzero(clipped[sensor]))
-            if bad is None or not bad[sensor].any():
+            faults.saturated_samples += int(np.count_nonzero(rows[sensor]))
+            if bad_rows is None or not bad_rows[sensor].any():
                 faults.faulty_blocks += 1
         return counts, clipped if bad is None else bad | clipped
 
@@ -329,18 +334,20 @@ class StreamRuntime:
 
     def _feed(self, samples: np.ndarray, bad: np.ndarray | None, block_end: int, start: float,
               decisions: list[Decision]) -> None:
-        """Push samples (N, n), stopping at each decision point to classify that exact image."""
+        """Push samples ((n,) or (N, n)), stopping at each decision point to classify that exact image."""
         stft, hop, nperseg = self.stft, self._hop, self._nperseg
-        pos, n = 0, samples.shape[1]
+        lone = samples.ndim == 1
+        pos, n = 0, samples.shape[-1]
         while pos < n:
             # The sample after which frame number `_next_decision` exists.
             due = stft.origin + (self._next_decision - 1) * hop + nperseg
             base = stft.samples_seen
             take = min(n - pos, max(due - base, 1))
             if bad is not None:
-                self._mark_faults(bad[:, pos:pos + take], base)
+                self._mark_faults((bad[pos:pos + take] if lone else bad[:, pos:pos + take]).reshape(self.n_sensors, -1),
+                                  base)
             # Frames are computed at the decision, all pending ones in one vectorised step.
-            stft.feed(samples if take == n else samples[:, pos:pos + take])
+            stft.feed(samples if take == n else samples[pos:pos + take] if lone else samples[:, pos:pos + take])
             pos += take
             if base + take >= due:  # frame `_next_decision` exists: stft.frames >= _next_decision
                 self._decide_group(block_end, start, decisions)
