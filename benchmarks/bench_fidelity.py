@@ -1,6 +1,7 @@
 """Fidelity table: data set x DSP backend -> per-frame SNR, int8 accuracy, agreement with the float pipeline.
 
-For each data set: train the edge CNN (``edgecnn.train.train_run``, the engine of ``edgecnn train``), export
+For each data set: train the edge CNN on the log spectrogram (``edgecnn.train.train_run``, the engine of
+``edgecnn train``; the q15 backend computes spectrograms, the envelope default runs on the numpy backend), export
 the bundle declaring a +/-16 g 16-bit ADC and the cmsis-q15 backend (``export_bundle(dsp=..., adc=...)``,
 as ``edgecnn export --dsp cmsis-q15 --adc-full-scale 16 --adc-bits 16``), then ``edgecnn.fidelity.evaluate``
 on the run's test recordings (as ``edgecnn fidelity``). One more row per data set, ``q15 no BFP``, runs the
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import time
@@ -30,7 +30,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from edgecnn.quiet import quiet_tensorflow_environment  # noqa: E402
+
+quiet_tensorflow_environment()
 
 DATA = ROOT.parent / "shared" / "data"
 ADC_FULL_SCALE, ADC_BITS = 16.0, 16
@@ -70,13 +72,15 @@ def data_path(task: Task, work: Path) -> Path | None:
 def bundle_for(task: Task, path: Path, work: Path, epochs: int) -> Path:
     """Train (unless the run exists in ``work``) and export with the device declaration."""
     from edgecnn.dataset import load_windows
+    from edgecnn.quiet import import_tensorflow
     from edgecnn.train import default_config, train_run
     from export.writer import export_bundle
     from firmware_sim.adc import ADC
 
     run = work / f"run-{task.name}"
     if not (run / "config.json").is_file():
-        cfg = default_config("edge")
+        import_tensorflow()  # without TensorFlow's start-up log lines
+        cfg = default_config("edge", feature="spectrogram")
         ws = load_windows(path, cfg, label_map=task.label_map, overlap=task.overlap)
         train_run(ws, cfg, out=run, arch="edge", epochs=epochs, seed=0, label_map=task.label_map,
                   test_where=task.where, quiet=True, force=True, use_cache=False, data_source=str(path),

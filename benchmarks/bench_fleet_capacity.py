@@ -11,7 +11,7 @@ deciding in the same block and with staggered decisions (``stagger=True``, what 
 --sensors`` uses: sensor i decides at its own phase i % every_frames). The machine is shared: the
 load average at the start and end is printed with the figures.
 
-    python benchmarks/bench_fleet_capacity.py [BUNDLE] [--sensors 10,25,50,100,200] [--seconds 10]
+    python benchmarks/bench_fleet_capacity.py [BUNDLE] [--sensors 25,50,100,200,400,800,1200] [--seconds 10]
 
 Without BUNDLE: the edge bundle ``benchmarks/bundles.py`` trains (what ``make bench`` runs).
 """
@@ -39,7 +39,7 @@ BLOCK = 256
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", nargs="?", help="edge bundle (default: train one with benchmarks/bundles.py)")
-    ap.add_argument("--sensors", default="10,25,50,100,200")
+    ap.add_argument("--sensors", default="25,50,100,200,400,800,1200")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--out", type=Path)

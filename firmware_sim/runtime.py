@@ -107,6 +107,7 @@ class StreamRuntime:
         self.stagger = bool(stagger) and n > 1
         groups = min(n, every) if self.stagger else 1
         self._groups = [None] if groups == 1 else [np.arange(g, n, every) for g in range(groups)]
+        self._defer_frames = every if n == 1 else 1  # frames left pending between decisions (see _feed)
         self.reset()
 
     @property
@@ -346,8 +347,12 @@ class StreamRuntime:
             if bad is not None:
                 self._mark_faults((bad[pos:pos + take] if lone else bad[:, pos:pos + take]).reshape(self.n_sensors, -1),
                                   base)
-            # Frames are computed at the decision, all pending ones in one vectorised step.
-            stft.feed(samples if take == n else samples[pos:pos + take] if lone else samples[:, pos:pos + take])
+            # A lone sensor's frames are computed at the decision, all pending ones in one vectorised
+            # step (numpy's per-call cost paid once per decision; at most a decision's worth at a time
+            # before the first decision); a fleet's as they complete, every sensor's in one step (the
+            # per-call cost is shared by N, and no block carries N x 14 frames: an even block time).
+            stft.feed(samples if take == n else samples[pos:pos + take] if lone else samples[:, pos:pos + take],
+                      self._defer_frames)
             pos += take
             if base + take >= due:  # frame `_next_decision` exists: stft.frames >= _next_decision
                 self._decide_group(block_end, start, decisions)

@@ -31,10 +31,10 @@ call the one definition of the features.
 The ``envelope`` feature (``cfg.feature``) uses the same framing and history: each frame gives
 ``envelope_per_frame`` values (``edgecnn.dsp.frame_envelope``), kept in a ring of the last
 ``n_frames`` frames. Each frame completes one image column, the envelope spectrum of the
-``envelope_frames`` frames ending with it (``edgecnn.dsp.envelope_spectra``); the columns of the
-frames since the last image are computed when an image is needed, in one vectorised call (a
-decision every 14 frames computes 14 spectra, not the image's 27; the C firmware computes one per
-frame). The streamed image equals the batch one. It runs on the numpy backend (with or without
+``envelope_frames`` frames ending with it (``edgecnn.dsp.envelope_spectra``): a fleet computes the
+columns with the frames (an even load per block), a lone sensor those of the frames since its last
+image when it needs one, in one call (14 spectra at a decision every 14 frames, not the image's 27;
+the C firmware computes one per frame). The streamed image equals the batch one. It runs on the numpy backend (with or without
 the ADC model); the CMSIS backends compute spectrograms only.
 """
 
@@ -161,12 +161,14 @@ class StreamingSTFT:
             columns = early if columns.shape[1] == 0 else np.concatenate((early, columns), axis=1)
         return columns if self.n_sensors > 1 else columns[0]
 
-    def feed(self, block: np.ndarray) -> None:
+    def feed(self, block: np.ndarray, max_pending: int | None = None) -> None:
         """Feed samples without computing their frames yet: :meth:`flush` (or an image) computes
-        every pending frame in one vectorised step (frames are computed earlier only when the
-        history is full). The device loop feeds blocks and needs images only at its decision
-        cadence; the columns are the same numbers."""
+        every pending frame in one vectorised step (frames are computed earlier when the history
+        is full, or once ``max_pending`` frames are pending). The device loop feeds blocks and
+        needs images only at its decision cadence; the columns are the same numbers."""
         self._append(block)
+        if max_pending is not None and self._written >= self._next_end + (max_pending - 1) * self._hop:
+            self._flush()
 
     def flush(self) -> np.ndarray:
         """Compute every complete frame not computed yet; returns what they give, shaped as
@@ -320,7 +322,7 @@ class StreamingSTFT:
 
     def _store(self, given: np.ndarray) -> None:
         """Put k new frames' output (N, k, width) into the image ring (envelope: into the values
-        ring; their columns are computed at the next image)."""
+        ring; a fleet computes the columns they complete now, a lone sensor at its next image)."""
         k = given.shape[1]
         if k == 0:
             return
@@ -330,18 +332,24 @@ class StreamingSTFT:
             self._head = self._ring_put(self._columns, self._head, given)
         self._done += k
         self._next_end += k * self._hop
+        if self._envelope and self.n_sensors > 1:
+            self._columns_for_new_frames()
 
     def _columns_for_new_frames(self) -> None:
-        """Envelope: the image columns the frames since the last image complete, each the envelope
-        spectrum of the ``envelope_frames`` frames ending with it (at most ``image_cols`` of them:
-        older ones would leave the image), in one vectorised call."""
+        """Envelope: the image columns the frames computed since the last call complete, each the
+        envelope spectrum of the ``envelope_frames`` frames ending with it (at most ``image_cols``
+        of them: older ones would leave the image), vectorised in cache-sized chunks of sensors."""
         m = min(self._done - self._columns_done, self._n_cols)
         if m == 0:
             return
         length = self._span - 1 + m
         frames = (self._vhead - length + np.arange(length)) % self._n_frames
-        columns = transform_magnitudes(envelope_spectra(self._values[:, frames], self.cfg), self.cfg, freq_axis=-1)
-        self._head = self._ring_put(self._columns, self._head, columns)
+        head = self._head
+        step = max(1, self._rows // m)  # spectra per call: at most the kernel's rows (cache-sized)
+        for first in range(0, self.n_sensors, step):
+            values = self._values[first:first + step, frames]
+            columns = transform_magnitudes(envelope_spectra(values, self.cfg), self.cfg, freq_axis=-1)
+            self._head = self._ring_put(self._columns[first:first + step], head, columns)
         self._columns_done = self._done
 
     @staticmethod
