@@ -34,8 +34,8 @@ The ``envelope`` feature (``cfg.feature``) uses the same framing and history: ea
 ``envelope_frames`` frames ending with it (``edgecnn.dsp.envelope_spectra``): a fleet computes the
 columns with the frames (an even load per block), a lone sensor those of the frames since its last
 image when it needs one, in one call (14 spectra at a decision every 14 frames, not the image's 27;
-the C firmware computes one per frame). The streamed image equals the batch one. It runs on the numpy backend (with or without
-the ADC model); the CMSIS backends compute spectrograms only.
+the C firmware computes one per frame). The streamed image equals the batch one. It runs on the
+numpy backend (with or without the ADC model); the CMSIS backends compute spectrograms only.
 """
 
 from __future__ import annotations
