@@ -1,4 +1,4 @@
-"""Streaming STFT and ring buffer: streaming equals batch, reset restores, the buffer's policies."""
+"""Streaming STFT: streaming equals batch, reset restores, lazy and eager frames agree."""
 
 from __future__ import annotations
 
@@ -181,3 +181,24 @@ def test_large_push_in_steps_with_a_single_frame_last_step():
                                                              CFG), rtol=1e-6)
     expected = features(signal[None, stft.window_start:stft.window_start + CFG.window_samples], CFG)[0]
     assert _rel_err(stft.image(), expected) <= 1e-6
+
+
+@pytest.mark.parametrize("n_sensors", [1, 3])
+def test_a_spectrogram_with_its_level_removed_streams_as_the_batch_definition(n_sensors):
+    """level='column_mean' on the spectrogram: each column's mean in dB is removed (the frame kernel
+    does not do that, so these frames go through the definition): streamed images equal batch ones."""
+    cfg = SpectrogramConfig(transform="log", level="column_mean").with_normalisation(0.0, 6.0)
+    signals = np.random.default_rng(9).standard_normal((n_sensors, 30000)).astype(np.float32)
+    signals *= np.linspace(0.1, 3.0, 30000, dtype=np.float32)  # a level that changes along the stream
+    stft = StreamingSTFT(cfg, n_sensors=n_sensors)
+    images = np.zeros((n_sensors, *cfg.input_shape[:2]), dtype=np.float32)
+    checked = 0
+    for pos in range(0, 30000, 1000):
+        stft.feed(signals[:, pos:pos + 1000] if n_sensors > 1 else signals[0, pos:pos + 1000])
+        if stft.ready:
+            stft.images_into(images)
+            start = stft.window_start
+            expected = features(signals[:, start:start + cfg.window_samples], cfg)[..., 0]
+            assert _rel_err(images, expected) <= 1e-6
+            checked += 1
+    assert checked >= 20
