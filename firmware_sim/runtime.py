@@ -107,7 +107,7 @@ class StreamRuntime:
         self.stagger = bool(stagger) and n > 1
         groups = min(n, every) if self.stagger else 1
         self._groups = [None] if groups == 1 else [np.arange(g, n, every) for g in range(groups)]
-        self._defer_frames = every if n == 1 else 1  # frames left pending between decisions (see _feed)
+        self._max_pending = None if n == 1 else 1  # a fleet computes frames as they complete (see _feed)
         self.reset()
 
     @property
@@ -269,7 +269,7 @@ class StreamRuntime:
                     faults.restarts += 1
             if fill:
                 shape = (missing,) if self.n_sensors == 1 else (self.n_sensors, missing)
-                self._feed(np.zeros(shape, dtype=self.stft._buf.dtype), np.ones(shape, dtype=bool),
+                self._feed(np.zeros(shape, dtype=np.float32), np.ones(shape, dtype=bool),
                            block.t_sample_index, start, decisions)
             elif missing != 0:  # too long to bridge, or the clock went backwards: start over
                 self.stft.reset(origin=block.t_sample_index)
@@ -348,11 +348,11 @@ class StreamRuntime:
                 self._mark_faults((bad[pos:pos + take] if lone else bad[:, pos:pos + take]).reshape(self.n_sensors, -1),
                                   base)
             # A lone sensor's frames are computed at the decision, all pending ones in one vectorised
-            # step (numpy's per-call cost paid once per decision; at most a decision's worth at a time
-            # before the first decision); a fleet's as they complete, every sensor's in one step (the
-            # per-call cost is shared by N, and no block carries N x 14 frames: an even block time).
+            # step (numpy's per-call cost paid once per decision); a fleet's as they complete, every
+            # sensor's in one step (the per-call cost is shared by N, and no block carries N x 14
+            # frames: an even block time).
             stft.feed(samples if take == n else samples[pos:pos + take] if lone else samples[:, pos:pos + take],
-                      self._defer_frames)
+                      self._max_pending)
             pos += take
             if base + take >= due:  # frame `_next_decision` exists: stft.frames >= _next_decision
                 self._decide_group(block_end, start, decisions)

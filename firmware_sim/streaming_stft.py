@@ -344,12 +344,12 @@ class StreamingSTFT:
             return
         length = self._span - 1 + m
         frames = (self._vhead - length + np.arange(length)) % self._n_frames
-        head = self._head
         step = max(1, self._rows // m)  # spectra per call: at most the kernel's rows (cache-sized)
         for first in range(0, self.n_sensors, step):
             values = self._values[first:first + step, frames]
             columns = transform_magnitudes(envelope_spectra(values, self.cfg), self.cfg, freq_axis=-1)
-            self._head = self._ring_put(self._columns[first:first + step], head, columns)
+            self._ring_put(self._columns[first:first + step], self._head, columns)
+        self._head = (self._head + m) % self._n_cols
         self._columns_done = self._done
 
     @staticmethod
